@@ -1,0 +1,134 @@
+// swift-tools-version:6.1
+//
+// SIPREC Edge: a SIP edge proxy on a libevent C core that records calls through SIPREC.
+// Layout: C targets and system libraries under CLibs/, Swift modules under Sources/, tests under
+// Tests/, benchmarks and the replay tool under Perf/.
+
+import PackageDescription
+
+/// Settings every Swift target shares.
+let swiftSettings: [SwiftSetting] = [
+    .enableExperimentalFeature("Lifetimes"),  // ~Escapable views over received bytes (RawSpan)
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+/// C targets are built with the GNU extensions they check for (recvmmsg, sendmmsg, SO_REUSEPORT).
+let cSettings: [CSetting] = [
+    .define("_GNU_SOURCE"),
+    .unsafeFlags(["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]),
+]
+
+let package = Package(
+    name: "siprec-edge",
+    products: [
+        .executable(name: "siprec-edge", targets: ["siprec-edge"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // MARK: - System libraries (Debian -dev packages)
+
+        .systemLibrary(
+            name: "CLibEvent",
+            path: "CLibs/CLibEvent",
+            pkgConfig: "libevent",
+            providers: [.apt(["libevent-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibXML2",
+            path: "CLibs/CLibXML2",
+            pkgConfig: "libxml-2.0",
+            providers: [.apt(["libxml2-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            path: "CLibs/COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // MARK: - C core
+
+        /// Zero-copy SIP scanner: offsets into the caller's buffer, no allocation, no globals.
+        .target(
+            name: "CSIPScan",
+            path: "CLibs/CSIPScan",
+            exclude: ["README.md"],
+            cSettings: cSettings
+        ),
+        /// libevent I/O: event loops, UDP recvmmsg/sendmmsg batches, TCP framing, timers.
+        .target(
+            name: "CSIPIO",
+            dependencies: ["CLibEvent", "CSIPScan"],
+            path: "CLibs/CSIPIO",
+            exclude: ["README.md"],
+            cSettings: cSettings,
+            linkerSettings: [
+                .linkedLibrary("event_core"),
+                .linkedLibrary("event_extra"),
+                .linkedLibrary("event_pthreads"),
+            ]
+        ),
+
+        // MARK: - Swift modules
+
+        /// Messages as views over received bytes; lazy header parsing; outgoing messages as edits.
+        .target(name: "SIPMessage", dependencies: ["CSIPScan"], swiftSettings: swiftSettings),
+        /// The only Swift module that talks to libevent (through CSIPIO).
+        .target(name: "SIPEdgeIO", dependencies: ["CSIPIO"], swiftSettings: swiftSettings),
+        /// RFC 3261 §17 transaction state machines and the timer wheel that drives them.
+        .target(name: "SIPTransaction", swiftSettings: swiftSettings),
+        /// Dialog state machine and dialog identity.
+        .target(name: "SIPDialog", swiftSettings: swiftSettings),
+        /// Configuration: the YAML file, flags and their validation.
+        .target(
+            name: "SIPEdgeConfig",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
+        /// The stateful proxy: transactions + dialogs + routing over the I/O layer.
+        .target(
+            name: "SIPEdgeProxy",
+            dependencies: [
+                "SIPMessage", "SIPEdgeIO", "SIPTransaction", "SIPDialog", "SIPEdgeConfig",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "siprec-edge",
+            dependencies: [
+                "SIPEdgeProxy", "SIPEdgeConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Benchmarks
+
+        .executableTarget(
+            name: "ScanBench",
+            dependencies: ["CSIPScan", "SIPMessage"],
+            path: "Perf/ScanBench",
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Tests
+
+        .testTarget(name: "CSIPScanTests", dependencies: ["CSIPScan"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPMessageTests", dependencies: ["SIPMessage"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPEdgeIOTests", dependencies: ["SIPEdgeIO"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPTransactionTests", dependencies: ["SIPTransaction"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPDialogTests", dependencies: ["SIPDialog"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPEdgeConfigTests", dependencies: ["SIPEdgeConfig"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SIPEdgeProxyTests",
+            dependencies: ["SIPEdgeProxy", "SIPMessage", "SIPEdgeIO"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+print("siprec-edge: not built yet")
