@@ -12,7 +12,11 @@
  * Return values of csip_scan_message
  *  > 0  the whole message (start line, headers, body) occupies that many bytes
  *  -2   CSIP_SCAN_INCOMPLETE: stream framing only; more bytes are needed
- *  -1   CSIP_SCAN_MALFORMED: msg->error says why and msg->error_offset where
+ *  -1   CSIP_SCAN_MALFORMED: msg->error says why and msg->error_offset where. When the start line
+ *       and the whole header section were scanned before the problem was found (errors
+ *       CSIP_ERR_BAD_CONTENT_LENGTH, CSIP_ERR_BODY_TRUNCATED, CSIP_ERR_MISSING_CONTENT_LENGTH,
+ *       CSIP_ERR_TOO_LARGE after the headers), msg's start-line fields and headers[0..*num_headers)
+ *       stay filled and msg->headers_complete is 1, so the caller can still answer with a 400.
  */
 #ifndef CSIPSCAN_H
 #define CSIPSCAN_H
@@ -141,6 +145,7 @@ typedef struct csip_message {
     uint32_t leading_crlf;    /* CRLFs skipped before the start line (RFC 3261 7.5) */
     uint32_t error;           /* enum csip_scan_error when the return value is -1 */
     uint32_t error_offset;    /* where the error was found */
+    uint32_t headers_complete;/* 1 when start line and headers were fully scanned (see -1 above) */
 } csip_message;
 
 /*
