@@ -1,1 +1,180 @@
-#include "CSIPIO.h"
+/*
+ * Event loops: one event_base per worker thread, a coalesced cross-thread wakeup for the Swift
+ * mailbox, stop from any thread, and timers.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/dns.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+static int threads_result;
+
+/* Locking must be on before the first event_base exists, or event_active from other threads races. */
+static void enable_threads(void) { threads_result = evthread_use_pthreads(); }
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg) {
+    csip_io_loop *loop = arg;
+    /* Cleared before the callback, so a wake that races with it schedules another run. */
+    atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
+    loop->on_wake(loop->wake_ctx);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg) {
+    csip_io_loop *loop = arg;
+    event_base_loopbreak(loop->base);
+}
+
+int csip_io_loop_new(csip_io_wake_cb on_wake, void *ctx, csip_io_loop **out) {
+    pthread_once(&threads_once, enable_threads);
+    if (threads_result != 0)
+        return CSIP_IO_ERR_LIBEVENT;
+
+    csip_io_loop *loop = calloc(1, sizeof(*loop));
+    if (loop == NULL)
+        return -ENOMEM;
+    loop->on_wake = on_wake;
+    loop->wake_ctx = ctx;
+    loop->base = event_base_new();
+    if (loop->base == NULL)
+        goto fail;
+    loop->wake_event = event_new(loop->base, -1, 0, wake_cb, loop);
+    loop->stop_event = event_new(loop->base, -1, 0, stop_cb, loop);
+    if (loop->wake_event == NULL || loop->stop_event == NULL)
+        goto fail;
+    *out = loop;
+    return 0;
+
+fail:
+    csip_io_loop_free(loop);
+    return CSIP_IO_ERR_LIBEVENT;
+}
+
+void csip_io_loop_free(csip_io_loop *loop) {
+    if (loop->dns != NULL)
+        evdns_base_free(loop->dns, 1);
+    if (loop->wake_event != NULL)
+        event_free(loop->wake_event);
+    if (loop->stop_event != NULL)
+        event_free(loop->stop_event);
+    if (loop->base != NULL)
+        event_base_free(loop->base);
+    free(loop);
+}
+
+int csip_io_loop_run(csip_io_loop *loop) {
+    /* NO_EXIT_ON_EMPTY: a loop with nothing registered yet still waits for work or stop. */
+    return event_base_loop(loop->base, EVLOOP_NO_EXIT_ON_EMPTY) < 0 ? CSIP_IO_ERR_LIBEVENT : 0;
+}
+
+void csip_io_loop_stop(csip_io_loop *loop) {
+    /* An activated event, unlike event_base_loopbreak, is not lost when the loop is not running yet. */
+    event_active(loop->stop_event, 0, 1);
+}
+
+void csip_io_loop_wake(csip_io_loop *loop) {
+    if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0)
+        event_active(loop->wake_event, 0, 1);
+}
+
+uint64_t csip_io_monotonic_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+}
+
+/* MARK: - Timers */
+
+struct csip_io_timer {
+    struct event *event;
+    csip_io_timer_cb cb;
+    void *ctx;
+};
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg) {
+    csip_io_timer *timer = arg;
+    timer->cb(timer->ctx);
+}
+
+csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating, csip_io_timer_cb cb, void *ctx) {
+    csip_io_timer *timer = malloc(sizeof(*timer));
+    if (timer == NULL)
+        return NULL;
+    timer->cb = cb;
+    timer->ctx = ctx;
+    timer->event = event_new(loop->base, -1, repeating ? EV_PERSIST : 0, timer_cb, timer);
+    if (timer->event == NULL) {
+        free(timer);
+        return NULL;
+    }
+    return timer;
+}
+
+int csip_io_timer_start(csip_io_timer *timer, uint64_t milliseconds) {
+    struct timeval interval = {
+        .tv_sec = (time_t)(milliseconds / 1000u),
+        .tv_usec = (suseconds_t)(milliseconds % 1000u) * 1000,
+    };
+    return event_add(timer->event, &interval) == 0 ? 0 : CSIP_IO_ERR_LIBEVENT;
+}
+
+void csip_io_timer_stop(csip_io_timer *timer) { event_del(timer->event); }
+
+void csip_io_timer_free(csip_io_timer *timer) {
+    event_free(timer->event);
+    free(timer);
+}
+
+/* MARK: - Socket helpers shared by UDP and TCP */
+
+int csip_io_check_address_(const struct sockaddr *address, socklen_t length) {
+    if (address == NULL)
+        return -EINVAL;
+    switch (address->sa_family) {
+    case AF_INET:
+        return length >= (socklen_t)sizeof(struct sockaddr_in) ? 0 : -EINVAL;
+    case AF_INET6:
+        return length >= (socklen_t)sizeof(struct sockaddr_in6) ? 0 : -EINVAL;
+    default:
+        return -EAFNOSUPPORT;
+    }
+}
+
+static int set_int_option(int fd, int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof(value));
+}
+
+int csip_io_bound_socket_(const struct sockaddr *address, socklen_t length, int type, int reuse_port,
+                          int receive_buffer_bytes) {
+    int checked = csip_io_check_address_(address, length);
+    if (checked != 0)
+        return checked;
+    int fd = socket(address->sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* V6ONLY so an IPv4 and an IPv6 socket can each own the same port number. */
+    if (address->sa_family == AF_INET6 && set_int_option(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1) != 0)
+        goto fail;
+    if (type == SOCK_STREAM && set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1) != 0)
+        goto fail;
+    if (reuse_port && set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1) != 0)
+        goto fail;
+    if (receive_buffer_bytes > 0 &&
+        set_int_option(fd, SOL_SOCKET, SO_RCVBUFFORCE, receive_buffer_bytes) != 0 &&
+        set_int_option(fd, SOL_SOCKET, SO_RCVBUF, receive_buffer_bytes) != 0)
+        goto fail;
+    if (bind(fd, address, length) != 0)
+        goto fail;
+    return fd;
+
+fail:;
+    int error = errno;
+    close(fd);
+    return -error;
+}

@@ -1,1 +1,189 @@
-#pragma once
+/*
+ * CSIPIO: the libevent 2.1 I/O core under SIPEdgeIO.
+ *
+ * Contract
+ *  - Every handle is opaque and owned by exactly one caller object, which frees it once.
+ *  - Every callback gets the caller's `void *ctx` first. Callbacks run on the loop's thread, inside
+ *    csip_io_loop_run; pointers they receive are valid only until the callback returns.
+ *  - Errors are negative numbers: -errno for system calls, or one of enum csip_io_error.
+ *    csip_io_strerror turns either into a short static English text.
+ *  - Thread rules: csip_io_loop_stop and csip_io_loop_wake may be called from any thread. Everything
+ *    else belongs to the loop's thread (or to any thread before the loop runs).
+ */
+#ifndef CSIPIO_H
+#define CSIPIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Errors that are not errno values. All are below -4095, the largest errno Linux uses. */
+enum csip_io_error {
+    CSIP_IO_ERR_FRAMING = -10001,       /* stream closed after a framing error (malformed, too large) */
+    CSIP_IO_ERR_LIBEVENT = -10002,      /* a libevent call failed without setting errno */
+    CSIP_IO_ERR_CLOSED = -10003,        /* the handle was already closed */
+    CSIP_IO_ERR_DNS_NOT_FOUND = -10010, /* the name has no A/AAAA record (or does not exist) */
+    CSIP_IO_ERR_DNS_TEMPORARY = -10011, /* the name server did not answer in time; try again */
+    CSIP_IO_ERR_DNS_FAILED = -10012,    /* any other resolver failure */
+    CSIP_IO_ERR_DNS_CANCELLED = -10013, /* the loop was freed while the lookup was pending */
+};
+
+/* A short static text for a negative errno or an enum csip_io_error. Thread-safe. */
+const char *csip_io_strerror(int code);
+
+/* Monotonic clock in milliseconds (CLOCK_MONOTONIC). */
+uint64_t csip_io_monotonic_ms(void);
+
+/* MARK: - Event loop: one event_base per worker thread */
+
+typedef struct csip_io_loop csip_io_loop;
+
+/* Called on the loop's thread after csip_io_loop_wake; several wakes may coalesce into one call. */
+typedef void (*csip_io_wake_cb)(void *ctx);
+
+/* Creates a loop (and enables libevent's pthread locking once per process). 0 or negative error. */
+int csip_io_loop_new(csip_io_wake_cb on_wake, void *ctx, csip_io_loop **out);
+/* Frees the loop; pending DNS lookups complete with an error first. Every other
+ * handle created on this loop must be freed before. */
+void csip_io_loop_free(csip_io_loop *loop);
+/* Runs the loop on the calling thread until csip_io_loop_stop. 0 or negative error. */
+int csip_io_loop_run(csip_io_loop *loop);
+/* Makes csip_io_loop_run return; safe from any thread, also before the loop runs. */
+void csip_io_loop_stop(csip_io_loop *loop);
+/* Schedules on_wake on the loop's thread; safe from any thread. */
+void csip_io_loop_wake(csip_io_loop *loop);
+
+/* MARK: - Timers */
+
+typedef struct csip_io_timer csip_io_timer;
+typedef void (*csip_io_timer_cb)(void *ctx);
+
+/* A timer that fires once per csip_io_timer_start, or every interval when `repeating`. NULL on OOM. */
+csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating, csip_io_timer_cb cb, void *ctx);
+/* (Re)arms the timer `milliseconds` from now. 0 or negative error. */
+int csip_io_timer_start(csip_io_timer *timer, uint64_t milliseconds);
+/* Disarms the timer; it will not fire until started again. */
+void csip_io_timer_stop(csip_io_timer *timer);
+/* Safe inside the timer's own callback. */
+void csip_io_timer_free(csip_io_timer *timer);
+
+/* MARK: - UDP: recvmmsg batches into one slab, sendmmsg batches from a queue */
+
+/* Datagrams received per recvmmsg call, and the most a batch callback receives at once. */
+#define CSIP_IO_UDP_BATCH 32
+
+typedef struct csip_io_udp csip_io_udp;
+
+/* One received datagram; `bytes` points into the socket's slab, `source` into the socket. */
+typedef struct csip_io_datagram {
+    const uint8_t *bytes;
+    size_t length;
+    const struct sockaddr *source;
+    socklen_t source_length;
+} csip_io_datagram;
+
+/* One callback per recvmmsg batch (1...CSIP_IO_UDP_BATCH datagrams; truncated ones are left out).
+ * Datagrams queued with csip_io_udp_send during the callback go out in one sendmmsg right after. */
+typedef void (*csip_io_udp_batch_cb)(void *ctx, const csip_io_datagram *batch, size_t count);
+
+typedef struct csip_io_udp_options {
+    int reuse_port;            /* SO_REUSEPORT: several sockets (loops) share the port */
+    int receive_buffer_bytes;  /* SO_RCVBUF when > 0 (SO_RCVBUFFORCE first, then capped by rmem_max) */
+    size_t max_datagram_size;  /* one slab slot; larger datagrams are dropped and counted */
+} csip_io_udp_options;
+
+/* Binds a UDP socket (IPv6 sockets are IPV6_V6ONLY) and starts receiving. 0 or negative error. */
+int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
+                     const csip_io_udp_options *options, csip_io_udp_batch_cb on_batch, void *ctx,
+                     csip_io_udp **out);
+/* The bound address (the kernel's port when 0 was asked for). */
+const struct sockaddr *csip_io_udp_local_address(const csip_io_udp *udp, socklen_t *length);
+/* Copies one datagram into the send queue. It leaves in a sendmmsg batch after the current receive
+ * batch, or at the end of this loop iteration otherwise. 0, -EMSGSIZE, -EAFNOSUPPORT (family differs
+ * from the socket's), -ENOBUFS (queue full while the socket is not writable: dropped and counted) or
+ * CSIP_IO_ERR_CLOSED. */
+int csip_io_udp_send(csip_io_udp *udp, const void *bytes, size_t length, const struct sockaddr *to,
+                     socklen_t to_length);
+/* Datagrams dropped because they did not fit a slab slot (MSG_TRUNC). */
+uint64_t csip_io_udp_truncated_count(const csip_io_udp *udp);
+/* Datagrams given to csip_io_udp_send that never left: queue overflow, or refused by sendmmsg. */
+uint64_t csip_io_udp_send_failure_count(const csip_io_udp *udp);
+/* Stops receiving, tries once to send what is queued, closes the descriptor. Idempotent. */
+void csip_io_udp_close(csip_io_udp *udp);
+/* Closes and frees; safe inside the socket's own batch callback (freed when it returns). */
+void csip_io_udp_free(csip_io_udp *udp);
+
+/* MARK: - TCP streams with SIP framing */
+
+typedef struct csip_io_stream csip_io_stream;
+
+typedef struct csip_io_stream_callbacks {
+    /* One complete SIP message (start line through body), contiguous. */
+    void (*on_message)(void *ctx, const uint8_t *bytes, size_t length);
+    /* The framing failed (scan_error is enum csip_scan_error); bytes are what was scanned. The
+     * stream stops reading and closes once its pending output is flushed. */
+    void (*on_malformed)(void *ctx, const uint8_t *bytes, size_t length, int scan_error);
+    /* Exactly once per attached stream, as the last callback: 0 for an orderly close (by the peer,
+     * or by csip_io_stream_close), otherwise a negative error (CSIP_IO_ERR_FRAMING after
+     * on_malformed). Never called from inside csip_io_stream_close or csip_io_stream_connect. */
+    void (*on_close)(void *ctx, int reason);
+} csip_io_stream_callbacks;
+
+/* A stream that is not connected yet; attach callbacks, then csip_io_stream_connect. NULL on OOM. */
+csip_io_stream *csip_io_stream_new(csip_io_loop *loop);
+/* Sets the callbacks (copied) and their context. Must happen before the loop runs again. */
+void csip_io_stream_attach(csip_io_stream *stream, const csip_io_stream_callbacks *callbacks, void *ctx);
+/* Starts a non-blocking connect (TCP_NODELAY). Any failure, immediate or not, arrives through
+ * on_close on a later loop iteration. Data sent before the connection is up is queued. */
+void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length);
+/* Starts reading an accepted stream (call after attaching). */
+void csip_io_stream_start(csip_io_stream *stream);
+/* Queues bytes (copied). 0 or CSIP_IO_ERR_CLOSED once closing. */
+int csip_io_stream_send(csip_io_stream *stream, const void *bytes, size_t length);
+/* Stops reading, flushes pending output (up to 5 s), then closes; on_close follows later. */
+void csip_io_stream_close(csip_io_stream *stream);
+/* 1 while connecting or open, 0 once closing or closed. */
+int csip_io_stream_is_open(const csip_io_stream *stream);
+/* Largest SIP message accepted before a framing error (default 65535). */
+void csip_io_stream_set_max_message_size(csip_io_stream *stream, size_t size);
+size_t csip_io_stream_max_message_size(const csip_io_stream *stream);
+/* The peer's address, or NULL before csip_io_stream_connect. */
+const struct sockaddr *csip_io_stream_remote_address(const csip_io_stream *stream, socklen_t *length);
+/* The local address once known (accepted, or connected), else NULL. */
+const struct sockaddr *csip_io_stream_local_address(const csip_io_stream *stream, socklen_t *length);
+/* Frees a closed stream, or closes it at once without on_close. */
+void csip_io_stream_free(csip_io_stream *stream);
+
+typedef struct csip_io_listener csip_io_listener;
+
+/* A new accepted stream, owned by the callee from now on; attach callbacks, then start it. */
+typedef void (*csip_io_accept_cb)(void *ctx, csip_io_stream *stream);
+
+/* Binds and listens (SO_REUSEADDR; SO_REUSEPORT when reuse_port). 0 or negative error. */
+int csip_io_listener_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
+                          int reuse_port, csip_io_accept_cb on_accept, void *ctx, csip_io_listener **out);
+const struct sockaddr *csip_io_listener_local_address(const csip_io_listener *listener, socklen_t *length);
+/* Stops accepting and closes the descriptor. Idempotent. */
+void csip_io_listener_close(csip_io_listener *listener);
+/* Closes and frees; safe inside the listener's own accept callback. */
+void csip_io_listener_free(csip_io_listener *listener);
+
+/* MARK: - DNS (evdns; /etc/hosts first, then the name servers of /etc/resolv.conf) */
+
+/* error is 0 or a negative error; addresses (count of them) are valid during the call only. */
+typedef void (*csip_io_resolve_cb)(void *ctx, int error, const struct sockaddr_storage *addresses,
+                                   size_t count);
+
+/* A and AAAA lookup of `host`. The callback runs exactly once: possibly before this returns (numeric
+ * address, /etc/hosts entry, or failure to start), otherwise on a later loop iteration. */
+void csip_io_resolve(csip_io_loop *loop, const char *host, csip_io_resolve_cb cb, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

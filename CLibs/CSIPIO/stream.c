@@ -1,0 +1,465 @@
+/*
+ * TCP: listeners, non-blocking connects, and SIP framing over each connection's input evbuffer
+ * with csip_scan_message in stream mode. Every complete message is handed over as one contiguous
+ * range; only the bytes one message needs are pulled up.
+ */
+#include "internal.h"
+
+#include <CSIPScan.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_MAX_MESSAGE_SIZE 65535u
+/* Header lines the framing scan accepts; SIPMessage re-scans with its own limit. */
+#define FRAMING_HEADER_CAPACITY 256
+/* How long a closing stream may take to flush its output before it is dropped. */
+#define CLOSE_LINGER_SECONDS 5
+/* Bytes one read event may take from the socket (libevent's default is 16 KiB). */
+#define MAX_SINGLE_READ 65536
+#define LISTEN_BACKLOG 1024
+/* Pause after accept fails for lack of descriptors or memory, instead of spinning on the error. */
+#define ACCEPT_PAUSE_MILLISECONDS 100
+
+enum stream_state {
+    STATE_IDLE,       /* created, not connected yet */
+    STATE_CONNECTING,
+    STATE_OPEN,
+    STATE_CLOSING,    /* not reading; flushing output, then closed */
+    STATE_CLOSED,
+};
+
+struct csip_io_stream {
+    csip_io_loop *loop;
+    struct bufferevent *bev;
+    struct event *deferred; /* completes a close that has nothing to flush, or a failed connect */
+    csip_io_stream_callbacks callbacks;
+    void *ctx;
+    enum stream_state state;
+    int close_reason;        /* what on_close reports once closing completes */
+    size_t max_message_size;
+    size_t scanned;          /* bytes of the buffered message already seen by an incomplete scan */
+    struct sockaddr_storage local, remote;
+    socklen_t local_length, remote_length;
+};
+
+/* MARK: - Closing */
+
+/* The stream's last step: on_close may free the stream, so nothing touches it afterwards. */
+static void finish(csip_io_stream *stream, int reason) {
+    if (stream->state == STATE_CLOSED)
+        return;
+    stream->state = STATE_CLOSED;
+    event_del(stream->deferred);
+    if (stream->bev != NULL) {
+        bufferevent_free(stream->bev);
+        stream->bev = NULL;
+    }
+    if (stream->callbacks.on_close != NULL)
+        stream->callbacks.on_close(stream->ctx, reason);
+}
+
+static void deferred_cb(evutil_socket_t fd, short what, void *arg) {
+    csip_io_stream *stream = arg;
+    finish(stream, stream->close_reason);
+}
+
+static void begin_close(csip_io_stream *stream, int reason) {
+    if (stream->state >= STATE_CLOSING)
+        return;
+    stream->state = STATE_CLOSING;
+    stream->close_reason = reason;
+    if (stream->bev == NULL || evbuffer_get_length(bufferevent_get_output(stream->bev)) == 0) {
+        event_active(stream->deferred, 0, 1);
+        return;
+    }
+    bufferevent_disable(stream->bev, EV_READ);
+    struct timeval linger = {.tv_sec = CLOSE_LINGER_SECONDS};
+    bufferevent_set_timeouts(stream->bev, NULL, &linger);
+}
+
+/* MARK: - Framing */
+
+/*
+ * RFC 5626 §4.4.1 keep-alives at a message boundary: CRLFCRLF is a ping, answered with one CRLF
+ * (the pong); a lone CRLF (a pong, or an RFC 3261 §7.5 keep-alive) is skipped.
+ * Returns 1 when bytes were consumed, 0 when a message starts here, -1 when more bytes are needed.
+ */
+static int consume_keepalive(csip_io_stream *stream, struct evbuffer *input, size_t available) {
+    const unsigned char *bytes = evbuffer_pullup(input, available < 4 ? (ev_ssize_t)available : 4);
+    if (bytes[0] != '\r')
+        return 0;
+    if (available >= 4 && memcmp(bytes, "\r\n\r\n", 4) == 0) {
+        evbuffer_drain(input, 4);
+        bufferevent_write(stream->bev, "\r\n", 2);
+        return 1;
+    }
+    if (available < 2)
+        return -1;
+    if (bytes[1] != '\n')
+        return 0; /* a bare CR: the scanner reports it */
+    if (available == 2 || (available == 3 && bytes[2] == '\r'))
+        return -1; /* possibly the first half of a ping */
+    evbuffer_drain(input, 2);
+    return 1;
+}
+
+static void report_malformed(csip_io_stream *stream, const char *bytes, size_t length, int scan_error) {
+    stream->callbacks.on_malformed(stream->ctx, (const uint8_t *)bytes, length, scan_error);
+    begin_close(stream, CSIP_IO_ERR_FRAMING);
+}
+
+/* Scans the message at the front of the input. Returns 1 when one was delivered, 0 otherwise. */
+static int deliver_one(csip_io_stream *stream, struct evbuffer *input, size_t available) {
+    /* One byte past the limit is enough to tell that an incomplete message is too large. */
+    size_t limit = stream->max_message_size + 1;
+    size_t reachable = available < limit ? available : limit;
+    size_t window = evbuffer_get_contiguous_space(input);
+    if (window < stream->scanned)
+        window = stream->scanned;
+    if (window > reachable)
+        window = reachable;
+
+    for (;;) {
+        const char *bytes = (const char *)evbuffer_pullup(input, (ev_ssize_t)window);
+        csip_message message;
+        csip_header headers[FRAMING_HEADER_CAPACITY];
+        size_t header_count = FRAMING_HEADER_CAPACITY;
+        int scanned = csip_scan_message(bytes, window, &message, headers, &header_count, stream->scanned,
+                                        CSIP_SCAN_STREAM, stream->max_message_size);
+        if (scanned > 0) {
+            stream->scanned = 0;
+            stream->callbacks.on_message(stream->ctx, (const uint8_t *)bytes, (size_t)scanned);
+            evbuffer_drain(input, (size_t)scanned);
+            return 1;
+        }
+        if (scanned != CSIP_SCAN_INCOMPLETE) {
+            report_malformed(stream, bytes, window, (int)message.error);
+            return 0;
+        }
+        stream->scanned = window;
+        if (window == limit) {
+            report_malformed(stream, bytes, window, CSIP_ERR_TOO_LARGE);
+            return 0;
+        }
+        if (window == reachable)
+            return 0; /* wait for more bytes */
+        /* The message continues past the contiguous part: pull up more, doubling each time. */
+        size_t grown = window * 2 > window + 4096 ? window * 2 : window + 4096;
+        window = grown < reachable ? grown : reachable;
+    }
+}
+
+static void frame_input(csip_io_stream *stream) {
+    struct evbuffer *input = bufferevent_get_input(stream->bev);
+    /* Callbacks may close the stream; it stays allocated until on_close, which comes later. */
+    while (stream->state == STATE_OPEN) {
+        size_t available = evbuffer_get_length(input);
+        if (available == 0)
+            return;
+        int keepalive = consume_keepalive(stream, input, available);
+        if (keepalive < 0)
+            return;
+        if (keepalive == 0 && !deliver_one(stream, input, available))
+            return;
+    }
+}
+
+/* MARK: - bufferevent callbacks */
+
+static void remember_local_address(csip_io_stream *stream) {
+    stream->local_length = sizeof(stream->local);
+    if (getsockname(bufferevent_getfd(stream->bev), (struct sockaddr *)&stream->local, &stream->local_length) != 0)
+        stream->local_length = 0;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg) {
+    csip_io_stream *stream = arg;
+    /* Bytes can be read before the connected event is processed in the same loop iteration. */
+    if (stream->state == STATE_CONNECTING) {
+        stream->state = STATE_OPEN;
+        remember_local_address(stream);
+    }
+    frame_input(stream);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg) {
+    csip_io_stream *stream = arg;
+    if (stream->state == STATE_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        finish(stream, stream->close_reason);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg) {
+    int error = errno; /* read first: libevent leaves the socket error here */
+    csip_io_stream *stream = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (stream->state == STATE_CONNECTING)
+            stream->state = STATE_OPEN;
+        remember_local_address(stream);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        finish(stream, stream->close_reason != 0 ? stream->close_reason : -ETIMEDOUT);
+        return;
+    }
+    if (what & BEV_EVENT_ERROR) {
+        if (error == 0) {
+            socklen_t length = sizeof(error);
+            getsockopt(bufferevent_getfd(bev), SOL_SOCKET, SO_ERROR, &error, &length);
+        }
+        /* A framing error that is being flushed stays the reason the stream closed. */
+        int reason = error > 0 ? -error : CSIP_IO_ERR_LIBEVENT;
+        finish(stream, stream->close_reason != 0 ? stream->close_reason : reason);
+        return;
+    }
+    if (what & BEV_EVENT_EOF)
+        finish(stream, stream->state == STATE_CLOSING ? stream->close_reason : 0);
+}
+
+static int set_up_bufferevent(csip_io_stream *stream, int fd) {
+    stream->bev = bufferevent_socket_new(stream->loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (stream->bev == NULL)
+        return CSIP_IO_ERR_LIBEVENT;
+    /* SIP messages are written whole; Nagle would only delay the next one. */
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    bufferevent_setcb(stream->bev, read_cb, write_cb, event_cb, stream);
+    bufferevent_set_max_single_read(stream->bev, MAX_SINGLE_READ);
+    return 0;
+}
+
+/* MARK: - Streams */
+
+csip_io_stream *csip_io_stream_new(csip_io_loop *loop) {
+    csip_io_stream *stream = calloc(1, sizeof(*stream));
+    if (stream == NULL)
+        return NULL;
+    stream->loop = loop;
+    stream->max_message_size = DEFAULT_MAX_MESSAGE_SIZE;
+    stream->deferred = event_new(loop->base, -1, 0, deferred_cb, stream);
+    if (stream->deferred == NULL) {
+        free(stream);
+        return NULL;
+    }
+    return stream;
+}
+
+void csip_io_stream_attach(csip_io_stream *stream, const csip_io_stream_callbacks *callbacks, void *ctx) {
+    stream->callbacks = *callbacks;
+    stream->ctx = ctx;
+}
+
+static void fail_later(csip_io_stream *stream, int reason) {
+    stream->state = STATE_CLOSING;
+    stream->close_reason = reason;
+    event_active(stream->deferred, 0, 1);
+}
+
+void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length) {
+    if (stream->state != STATE_IDLE)
+        return;
+    int checked = csip_io_check_address_(to, to_length);
+    if (checked != 0) {
+        fail_later(stream, checked);
+        return;
+    }
+    memcpy(&stream->remote, to, to_length);
+    stream->remote_length = to_length;
+
+    int fd = socket(to->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fail_later(stream, -errno);
+        return;
+    }
+    /* Connect here rather than in libevent, so an immediate failure keeps its errno. */
+    if (connect(fd, to, to_length) != 0 && errno != EINPROGRESS) {
+        int error = errno;
+        close(fd);
+        fail_later(stream, -error);
+        return;
+    }
+    int result = set_up_bufferevent(stream, fd);
+    if (result != 0) {
+        close(fd);
+        fail_later(stream, result);
+        return;
+    }
+    stream->state = STATE_CONNECTING;
+    /* Without an address libevent only waits for writability and checks SO_ERROR. */
+    if (bufferevent_socket_connect(stream->bev, NULL, 0) != 0) {
+        fail_later(stream, CSIP_IO_ERR_LIBEVENT);
+        return;
+    }
+    bufferevent_enable(stream->bev, EV_READ);
+}
+
+void csip_io_stream_start(csip_io_stream *stream) {
+    if (stream->state == STATE_OPEN)
+        bufferevent_enable(stream->bev, EV_READ | EV_WRITE);
+}
+
+int csip_io_stream_send(csip_io_stream *stream, const void *bytes, size_t length) {
+    if (stream->bev == NULL || stream->state >= STATE_CLOSING)
+        return CSIP_IO_ERR_CLOSED;
+    return bufferevent_write(stream->bev, bytes, length) == 0 ? 0 : -ENOMEM;
+}
+
+void csip_io_stream_close(csip_io_stream *stream) { begin_close(stream, 0); }
+
+int csip_io_stream_is_open(const csip_io_stream *stream) {
+    return stream->state == STATE_CONNECTING || stream->state == STATE_OPEN;
+}
+
+void csip_io_stream_set_max_message_size(csip_io_stream *stream, size_t size) {
+    stream->max_message_size = size;
+}
+
+size_t csip_io_stream_max_message_size(const csip_io_stream *stream) { return stream->max_message_size; }
+
+const struct sockaddr *csip_io_stream_remote_address(const csip_io_stream *stream, socklen_t *length) {
+    *length = stream->remote_length;
+    return stream->remote_length > 0 ? (const struct sockaddr *)&stream->remote : NULL;
+}
+
+const struct sockaddr *csip_io_stream_local_address(const csip_io_stream *stream, socklen_t *length) {
+    *length = stream->local_length;
+    return stream->local_length > 0 ? (const struct sockaddr *)&stream->local : NULL;
+}
+
+void csip_io_stream_free(csip_io_stream *stream) {
+    if (stream->bev != NULL)
+        bufferevent_free(stream->bev);
+    event_free(stream->deferred);
+    free(stream);
+}
+
+/* MARK: - Listeners */
+
+struct csip_io_listener {
+    csip_io_loop *loop;
+    struct evconnlistener *listener;
+    struct event *resume; /* re-enables accepting after a pause */
+    csip_io_accept_cb on_accept;
+    void *ctx;
+    int dispatching;
+    int free_pending;
+    struct sockaddr_storage local;
+    socklen_t local_length;
+};
+
+static void destroy_listener(csip_io_listener *listener) {
+    csip_io_listener_close(listener);
+    if (listener->resume != NULL)
+        event_free(listener->resume);
+    free(listener);
+}
+
+static void accept_cb(struct evconnlistener *evlistener, evutil_socket_t fd, struct sockaddr *peer,
+                      int peer_length, void *arg) {
+    csip_io_listener *listener = arg;
+    csip_io_stream *stream = csip_io_stream_new(listener->loop);
+    if (stream == NULL || set_up_bufferevent(stream, fd) != 0) {
+        if (stream != NULL)
+            csip_io_stream_free(stream);
+        close(fd);
+        return;
+    }
+    stream->state = STATE_OPEN;
+    memcpy(&stream->remote, peer, (size_t)peer_length);
+    stream->remote_length = (socklen_t)peer_length;
+    remember_local_address(stream);
+
+    listener->dispatching = 1;
+    listener->on_accept(listener->ctx, stream);
+    listener->dispatching = 0;
+    if (listener->free_pending)
+        destroy_listener(listener);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg) {
+    csip_io_listener *listener = arg;
+    if (listener->listener != NULL)
+        evconnlistener_enable(listener->listener);
+}
+
+static void accept_error_cb(struct evconnlistener *evlistener, void *arg) {
+    csip_io_listener *listener = arg;
+    int error = errno;
+    if (error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM) {
+        evconnlistener_disable(evlistener);
+        struct timeval pause = {.tv_usec = ACCEPT_PAUSE_MILLISECONDS * 1000};
+        event_add(listener->resume, &pause);
+    }
+}
+
+int csip_io_listener_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
+                          int reuse_port, csip_io_accept_cb on_accept, void *ctx, csip_io_listener **out) {
+    int fd = csip_io_bound_socket_(address, address_length, SOCK_STREAM, reuse_port, 0);
+    if (fd < 0)
+        return fd;
+    if (listen(fd, LISTEN_BACKLOG) != 0) {
+        int error = -errno;
+        close(fd);
+        return error;
+    }
+    csip_io_listener *listener = calloc(1, sizeof(*listener));
+    if (listener == NULL) {
+        close(fd);
+        return -ENOMEM;
+    }
+    listener->loop = loop;
+    listener->on_accept = on_accept;
+    listener->ctx = ctx;
+    listener->local_length = sizeof(listener->local);
+    if (getsockname(fd, (struct sockaddr *)&listener->local, &listener->local_length) != 0) {
+        int error = -errno;
+        close(fd);
+        free(listener);
+        return error;
+    }
+    listener->resume = event_new(loop->base, -1, 0, resume_cb, listener);
+    /* Backlog 0: the socket is already listening. */
+    listener->listener = evconnlistener_new(loop->base, accept_cb, listener,
+                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (listener->listener == NULL) {
+        close(fd);
+        destroy_listener(listener);
+        return CSIP_IO_ERR_LIBEVENT;
+    }
+    if (listener->resume == NULL) {
+        destroy_listener(listener);
+        return CSIP_IO_ERR_LIBEVENT;
+    }
+    evconnlistener_set_error_cb(listener->listener, accept_error_cb);
+    *out = listener;
+    return 0;
+}
+
+const struct sockaddr *csip_io_listener_local_address(const csip_io_listener *listener, socklen_t *length) {
+    *length = listener->local_length;
+    return (const struct sockaddr *)&listener->local;
+}
+
+void csip_io_listener_close(csip_io_listener *listener) {
+    if (listener->resume != NULL)
+        event_del(listener->resume);
+    if (listener->listener != NULL) {
+        evconnlistener_free(listener->listener);
+        listener->listener = NULL;
+    }
+}
+
+void csip_io_listener_free(csip_io_listener *listener) {
+    if (listener->dispatching) {
+        csip_io_listener_close(listener);
+        listener->free_pending = 1;
+        return;
+    }
+    destroy_listener(listener);
+}
