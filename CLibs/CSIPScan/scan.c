@@ -21,13 +21,9 @@ const uint8_t csip_scan_token_map_[256] = {
     /* 0x60 */ 1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1, 1,1,1,0,0,0,1,0,
 };
 
-/* Bytes that stop a header value or reason phrase scan: C0 controls (CR, LF, HT, NUL ...) and DEL. */
-static const uint8_t stop_map[256] = {
-    /* 0x00 */ 1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1,
-    /* 0x20 */ 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,
-    /* 0x40 */ 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,
-    /* 0x60 */ 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,1,
-};
+/* Bytes that stop a header value or reason phrase scan: CR, LF and NUL. Other control characters
+ * are left to the Swift layer (deployed UAs put them in tags, see Tests/Fixtures/README.md). */
+static const uint8_t stop_map[256] = {['\0'] = 1, ['\n'] = 1, ['\r'] = 1};
 /* clang-format on */
 
 /* Scanner state: the bytes and how the scan ended. */
@@ -49,18 +45,17 @@ static int fail(csip_message *msg, enum csip_scan_error error, size_t offset)
     return CSIP_SCAN_MALFORMED;
 }
 
-/* First byte in [p, end) that is a control character or DEL, or end. Reads nothing past end. */
+/* First CR, LF or NUL in [p, end), or end. Reads nothing past end. */
 static inline const char *find_stop(const char *p, const char *end)
 {
 #ifdef CSIP_SCAN_SSE2
-    const __m128i space = _mm_set1_epi8(0x20);
-    const __m128i del = _mm_set1_epi8(0x7f);
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+    const __m128i nul = _mm_setzero_si128();
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-        /* unsigned v >= 0x20  <=>  max(v, 0x20) == v */
-        __m128i printable = _mm_cmpeq_epi8(_mm_max_epu8(v, space), v);
-        __m128i is_del = _mm_cmpeq_epi8(v, del);
-        unsigned mask = ((unsigned)~_mm_movemask_epi8(printable) & 0xffffu) | (unsigned)_mm_movemask_epi8(is_del);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)), _mm_cmpeq_epi8(v, nul));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
         if (mask != 0)
             return p + __builtin_ctz(mask);
         p += 16;
@@ -150,15 +145,10 @@ static const char *scan_start_line(scan_ctx *ctx, const char *p, int *rc)
             return SCAN_STOP;
         }
         msg->reason_off = (uint32_t)(p - ctx->buf);
-        for (;;) {
-            p = find_stop(p, end);
-            if (p == end) {
-                *rc = need_more(ctx, p);
-                return SCAN_STOP;
-            }
-            if (*p != '\t')
-                break;
-            ++p;
+        p = find_stop(p, end);
+        if (p == end) {
+            *rc = need_more(ctx, p);
+            return SCAN_STOP;
         }
         eol = p;
         msg->reason_len = (uint32_t)(eol - ctx->buf) - msg->reason_off;
@@ -321,8 +311,10 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
         return rc;
     msg->headers_off = (uint32_t)(p - buf);
 
+    const char *bad_content_length = NULL;
     for (;;) {
         const char *line = p;
+        *num_headers = count;
         if (CSIP_UNLIKELY(p == end))
             return need_more(&ctx, p);
 
@@ -394,8 +386,8 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
                 last_fold = eol;
                 continue;
             }
-            if (c == '\t' || is_escaped(p, value)) {
-                ++p; /* HT, or a control character inside a quoted-pair (RFC 4475 3.1.1.2) */
+            if (is_escaped(p, value)) {
+                ++p; /* NUL inside a quoted-pair (RFC 4475 3.1.1.2) */
                 continue;
             }
             return fail(msg, CSIP_ERR_BAD_LINE_ENDING, (size_t)(p - buf));
@@ -405,10 +397,8 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
         while (value_end > value && (is_wsp(value_end[-1]) || value_end[-1] == '\r' || value_end[-1] == '\n'))
             --value_end;
 
-        if (CSIP_UNLIKELY(count == capacity)) {
-            *num_headers = count;
+        if (CSIP_UNLIKELY(count == capacity))
             return fail(msg, CSIP_ERR_TOO_MANY_HEADERS, (size_t)(line - buf));
-        }
         csip_header *h = &headers[count++];
         h->name_off = (uint32_t)(line - buf);
         h->name_len = (uint32_t)(name_end - line);
@@ -417,20 +407,22 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
         h->kind = (uint16_t)csip_scan_header_kind(line, h->name_len);
         h->is_folded = (uint16_t)(last_fold != NULL && last_fold < value_end);
 
-        if (h->kind == CSIP_HDR_CONTENT_LENGTH) {
+        if (h->kind == CSIP_HDR_CONTENT_LENGTH && bad_content_length == NULL) {
             int32_t cl;
             if (h->is_folded || !parse_content_length(value, h->value_len, &cl) ||
-                (msg->content_length >= 0 && msg->content_length != cl)) {
-                *num_headers = count;
-                return fail(msg, CSIP_ERR_BAD_CONTENT_LENGTH, h->value_off);
-            }
-            msg->content_length = cl;
+                (msg->content_length >= 0 && msg->content_length != cl))
+                bad_content_length = value; /* reported once the header section is complete */
+            else
+                msg->content_length = cl;
         }
     }
 
     *num_headers = count;
+    msg->headers_complete = 1;
     msg->body_off = (uint32_t)(p - buf);
     size_t body_off = (size_t)(p - buf);
+    if (bad_content_length != NULL)
+        return fail(msg, CSIP_ERR_BAD_CONTENT_LENGTH, (size_t)(bad_content_length - buf));
 
     if (ctx.stream) {
         if (msg->content_length < 0)

@@ -51,7 +51,7 @@ enum csip_scan_error {
     CSIP_ERR_BAD_STATUS_CODE,       /* not three digits 100..699 */
     CSIP_ERR_BAD_HEADER_NAME,       /* empty name or non-token character before ':' */
     CSIP_ERR_MISSING_COLON,         /* header line without ':' */
-    CSIP_ERR_BAD_LINE_ENDING,       /* bare CR, or NUL / control character inside the header section */
+    CSIP_ERR_BAD_LINE_ENDING,       /* bare CR, or NUL (outside a quoted-pair) in the start line or headers */
     CSIP_ERR_TOO_MANY_HEADERS,      /* more headers than the caller's array holds */
     CSIP_ERR_BAD_CONTENT_LENGTH,    /* not a number, several different values, or overflow */
     CSIP_ERR_BODY_TRUNCATED,        /* datagram shorter than Content-Length says */
