@@ -75,6 +75,10 @@ public struct TimerWheel<Payload> {
     /// Whether no timer is scheduled.
     public var isEmpty: Bool { count == 0 }
 
+    /// How many nodes the storage holds: the peak number of timers scheduled at once, since released
+    /// nodes are reused.
+    var nodeStorageCount: Int { nodes.count }
+
     /// Schedules `payload` to fire `afterMilliseconds` after the latest reported time (at the next
     /// tick at the earliest, so even a zero delay waits for time to move on).
     /// - Returns: an ID for ``cancel(_:)``.
