@@ -118,7 +118,8 @@ static const char *scan_start_line(scan_ctx *ctx, const char *p, int *rc)
     const char *eol;
     int eol_len;
 
-    if (end - p >= 4 && memcmp(p, "SIP/", 4) == 0) {
+    /* "SIP/" cannot start a method ('/' is not a token character), so it means a status line. */
+    if (end - p >= 4 && (p[0] | 0x20) == 's' && (p[1] | 0x20) == 'i' && (p[2] | 0x20) == 'p' && p[3] == '/') {
         /* Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF */
         if (end - p < 13) {
             /* Not enough for "SIP/2.0 200 " plus a line end: validate what is there, then wait. */
