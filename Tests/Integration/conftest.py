@@ -1,0 +1,178 @@
+"""Fixtures of the end-to-end suite: which proxy is under test, and a per-test bench that starts
+SIPp user agents and the proxy on free loopback ports, stops them by PID, and shows their logs
+when the test fails.
+
+Element under test (option --proxy, or env PROXY_UNDER_TEST):
+  siprec-edge  the product (default); binary from env SIPREC_EDGE_BIN,
+               default .build/debug/siprec-edge under the repository root
+  kamailio     the reference proxy of kamailio/proxy.cfg, to validate the scenarios and the
+               expectations through a real record-routing stateful proxy
+  none         no proxy: each SIPp pair talks directly, to validate the scenarios themselves
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import harness
+from harness import HarnessError, ManagedProcess, ProxyEndpoints, Sipp
+
+
+def pytest_addoption(parser):
+    parser.addoption("--proxy", choices=harness.PROXY_KINDS,
+                     default=os.environ.get("PROXY_UNDER_TEST", "siprec-edge"),
+                     help="element under test (env PROXY_UNDER_TEST; default siprec-edge)")
+
+
+def pytest_report_header(config):
+    kind = config.getoption("--proxy")
+    detail = f" ({harness.siprec_edge_binary()})" if kind == "siprec-edge" else ""
+    return f"proxy under test: {kind}{detail}"
+
+
+@pytest.fixture(scope="session")
+def proxy_kind(request) -> str:
+    kind = request.config.getoption("--proxy")
+    if not harness.sipp_available():
+        raise HarnessError("sipp not found on PATH (Debian package sip-tester)")
+    if kind == "kamailio" and shutil.which("kamailio") is None:
+        pytest.skip("kamailio not installed (make deps-bench installs it)")
+    return kind
+
+
+# ----------------------------------------------------------------------------- failure logs
+
+_ARTIFACTS = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and _ARTIFACTS in item.stash:
+        for title, render in item.stash[_ARTIFACTS]:
+            text = render()
+            if text.strip():
+                report.sections.append((title, text))
+    return report
+
+
+# ----------------------------------------------------------------------------- bench
+
+class Bench:
+    """The processes of one test. Everything it starts is stopped when the test ends."""
+
+    def __init__(self, kind: str, work_dir: Path, artifacts: list):
+        self.kind = kind
+        self.work_dir = work_dir
+        self._artifacts = artifacts
+        self._processes: list[ManagedProcess] = []
+        self._proxy: ManagedProcess | None = None
+        self._names: dict[str, int] = {}
+
+    # --- what the element under test is expected to do
+
+    @property
+    def has_proxy(self) -> bool:
+        return self.kind != "none"
+
+    def skip_unless_proxy(self, why: str = "needs a proxy between the user agents") -> None:
+        if not self.has_proxy:
+            pytest.skip(f"direct mode (no proxy): {why}")
+
+    def skip_for_kamailio(self, why: str) -> None:
+        if self.kind == "kamailio":
+            pytest.skip(f"kamailio reference: {why}")
+
+    # --- processes
+
+    def _unique(self, name: str) -> str:
+        count = self._names.get(name, 0)
+        self._names[name] = count + 1
+        return name if count == 0 else f"{name}{count + 1}"
+
+    def _track_sipp(self, sipp: Sipp) -> Sipp:
+        self._processes.append(sipp)
+        self._artifacts.append((f"{sipp.name} SIPp errors ({sipp.error_file.name})",
+                                lambda: sipp.errors()))
+        self._artifacts.append((f"{sipp.name} SIPp screen (tail)", lambda: sipp.log_tail(25)))
+        return sipp
+
+    def uas(self, scenario: str, transport: str, calls: int = 1, port: int | None = None,
+            extra: list[str] = (), linger_ms: int | None = None) -> Sipp:
+        """Starts a SIPp callee and returns once it listens."""
+        name = self._unique("uas")
+        sipp = Sipp(name, scenario, transport, port or harness.free_port(), self.work_dir,
+                    calls=calls, extra=extra, linger_ms=linger_ms)
+        self._track_sipp(sipp).start()
+        sipp.wait_bound(transport, sipp.local_port)
+        return sipp
+
+    def uac(self, scenario: str, transport: str, target_port: int, calls: int = 1,
+            extra: list[str] = ()) -> Sipp:
+        """Starts a SIPp caller towards 127.0.0.1:target_port."""
+        name = self._unique("uac")
+        sipp = Sipp(name, scenario, transport, harness.free_port(), self.work_dir, calls=calls,
+                    remote=(harness.LOCALHOST, target_port), extra=extra)
+        return self._track_sipp(sipp).start()
+
+    def start_proxy(self, upstream_port: int, upstream_transport: str = "udp",
+                    explicit_transport: bool = True, client_transport: str | None = None,
+                    endpoints: ProxyEndpoints | None = None) -> ProxyEndpoints:
+        """Starts the element under test relaying to 127.0.0.1:upstream_port.
+
+        Returns where clients reach it; in direct mode that is the upstream itself, which only
+        works when the client uses the upstream's transport."""
+        if not self.has_proxy:
+            if client_transport not in (None, upstream_transport):
+                pytest.skip("direct mode (no proxy): a UA pair cannot change transport")
+            return ProxyEndpoints(udp_port=upstream_port, tcp_port=upstream_port)
+        endpoints = endpoints or ProxyEndpoints(udp_port=harness.free_port(),
+                                                tcp_port=harness.free_port())
+        upstream = harness.upstream_uri(upstream_port, upstream_transport, explicit_transport)
+        # A proxy that fails to start is reported with its log tail by start_proxy itself.
+        proxy = harness.start_proxy(self.kind, endpoints, upstream, self.work_dir)
+        self._proxy = proxy
+        self._processes.append(proxy)
+        self._artifacts.insert(0, (f"{self.kind} log (tail)", lambda: proxy.log_tail(80)))
+        self.endpoints = endpoints
+        return endpoints
+
+    @property
+    def proxy(self) -> ManagedProcess:
+        assert self._proxy is not None, "no proxy started"
+        return self._proxy
+
+    def assert_proxy_running(self) -> None:
+        if self.has_proxy:
+            assert self.proxy.alive(), (f"{self.kind} exited with status "
+                                        f"{self.proxy.popen.returncode}")
+
+    def finish_calls(self, *sipps: Sipp) -> None:
+        """Waits for every SIPp instance and asserts each ran all its calls successfully."""
+        failures = []
+        for sipp in sipps:
+            status = sipp.finish()
+            if status != 0:
+                failures.append(f"{sipp.name} ({sipp.scenario}) exited with status {status}")
+        assert not failures, "; ".join(failures)
+        self.assert_proxy_running()
+
+    def stop_all(self) -> None:
+        for process in reversed(self._processes):
+            if process.popen is not None:
+                process.stop()
+
+
+@pytest.fixture
+def bench(proxy_kind, tmp_path, request):
+    artifacts: list = []
+    request.node.stash[_ARTIFACTS] = artifacts
+    bench = Bench(proxy_kind, tmp_path, artifacts)
+    try:
+        yield bench
+    finally:
+        bench.stop_all()
