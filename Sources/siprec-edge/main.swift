@@ -1,1 +1,161 @@
-print("siprec-edge: not built yet")
+import Glibc
+import ArgumentParser
+import Logging
+import SIPEdgeConfig
+import SIPEdgeProxy
+
+/// `siprec-edge`: the command line. Flags override the configuration file, which overrides the
+/// embedded defaults (UDP and TCP on 127.0.0.1:5060, one worker per core).
+struct SIPRECEdgeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "siprec-edge",
+        abstract: "A stateful SIP edge proxy that records calls through SIPREC.",
+        discussion: """
+            Without flags it listens on udp:127.0.0.1:5060 and tcp:127.0.0.1:5060 and routes every \
+            initial request by its Request-URI. SIGTERM or SIGINT stops it cleanly; SIGUSR1 logs its \
+            counters. Exit status: 0 after a clean stop, 1 when a socket cannot be opened, 2 for a bad \
+            flag or configuration.
+            """)
+
+    @Option(
+        name: .customLong("listen"),
+        help: ArgumentHelp(
+            "Address to listen on, repeatable: udp:IP:PORT or tcp:IP:PORT; IPv6 as udp:[::1]:5060.",
+            valueName: "transport:ip:port"))
+    var listen: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "Send every initial request to this next hop (sip:host[:port][;transport=udp|tcp]); without it, route by Request-URI (IP literal or DNS A/AAAA).",
+            valueName: "sip-uri"))
+    var upstream: String?
+
+    @Option(help: "Number of worker event loops (default: one per core).")
+    var workers: Int?
+
+    @Option(help: ArgumentHelp("YAML configuration file; flags override its values.", valueName: "file"))
+    var config: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Log level: \(LogLevelName.allCases.map(\.rawValue).joined(separator: ", ")) (default: info).",
+            valueName: "level"))
+    var logLevel: String?
+
+    /// The configuration from defaults, file and flags, in that order.
+    func resolvedConfiguration() throws(ConfigurationError) -> ProxyConfiguration {
+        var configuration = ProxyConfiguration()
+        if let config { configuration = try ConfigurationFile.load(path: config) }
+        if !listen.isEmpty {
+            var addresses: [ListenAddress] = []
+            for item in listen {
+                do { addresses.append(try ListenAddress(parsing: item)) } catch {
+                    throw ConfigurationError(key: "--listen", problem: error.message)
+                }
+            }
+            configuration.listen = addresses
+        }
+        if let upstream {
+            do { configuration.upstream = try UpstreamTarget(parsing: upstream) } catch {
+                throw ConfigurationError(key: "--upstream", problem: error.message)
+            }
+        }
+        if let workers { configuration.workers = workers }
+        if let logLevel {
+            guard let level = LogLevelName(rawValue: logLevel.lowercased()) else {
+                throw ConfigurationError(
+                    key: "--log-level",
+                    problem: "'\(logLevel)' is not one of \(LogLevelName.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            configuration.logLevel = level
+        }
+        do {
+            return try configuration.validated()
+        } catch {
+            var flagged = error
+            if error.key == "workers", workers != nil { flagged.key = "--workers" }
+            throw flagged
+        }
+    }
+}
+
+extension Logger.Level {
+    init(_ name: LogLevelName) {
+        switch name {
+        case .trace: self = .trace
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error: self = .error
+        case .critical: self = .critical
+        }
+    }
+}
+
+func fail(_ message: String, status: Int32) -> Never {
+    let line = "siprec-edge: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+    exit(status)
+}
+
+let command: SIPRECEdgeCommand
+do {
+    command = try SIPRECEdgeCommand.parseAsRoot() as! SIPRECEdgeCommand
+} catch {
+    let code = SIPRECEdgeCommand.exitCode(for: error)
+    if code == .success {
+        print(SIPRECEdgeCommand.fullMessage(for: error))
+        exit(0)
+    }
+    fail(SIPRECEdgeCommand.fullMessage(for: error), status: 2)
+}
+
+let configuration: ProxyConfiguration
+do {
+    configuration = try command.resolvedConfiguration()
+} catch {
+    fail("bad configuration: \(error)", status: 2)
+}
+
+let level = Logger.Level(configuration.logLevel)
+LoggingSystem.bootstrap { label in
+    var handler = StreamLogHandler.standardError(label: label)
+    handler.logLevel = level
+    return handler
+}
+let logger = Logger(label: "siprec-edge")
+
+// Signals are taken synchronously on this thread; the worker threads inherit the blocked mask.
+var signals = sigset_t()
+sigemptyset(&signals)
+for signal in [SIGTERM, SIGINT, SIGUSR1] { sigaddset(&signals, signal) }
+pthread_sigmask(SIG_BLOCK, &signals, nil)
+signal(SIGPIPE, SIG_IGN)
+
+let server: ProxyServer
+do {
+    server = try ProxyServer(configuration: configuration, logger: logger)
+    try server.start()
+} catch {
+    fail("cannot start: \(error)", status: 1)
+}
+
+func logCounters(_ message: Logger.Message) {
+    var metadata: Logger.Metadata = [:]
+    for (name, value) in server.countersSnapshot() { metadata[name] = "\(value)" }
+    logger.info(message, metadata: metadata)
+}
+
+while true {
+    var received: Int32 = 0
+    guard sigwait(&signals, &received) == 0 else { continue }
+    if received == SIGUSR1 {
+        logCounters("counters")
+        continue
+    }
+    logger.info("stopping", metadata: ["signal": "\(received == SIGTERM ? "SIGTERM" : "SIGINT")"])
+    server.stop()
+    logCounters("stopped")
+    exit(0)
+}

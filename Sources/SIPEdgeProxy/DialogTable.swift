@@ -1,0 +1,198 @@
+import Logging
+import SIPDialog
+import SIPMessage
+
+/// What observers learn about a dialog with each event.
+public struct DialogSnapshot: Sendable {
+    public var id: DialogID
+    public var state: Dialog.State
+}
+
+/// Receives dialog lifecycle events on the worker loop that owns the call. This is the object the
+/// recording work attaches to; it must not block.
+public typealias DialogObserver = @Sendable (DialogSnapshot, DialogEvent) -> Void
+
+/// A call's dialogs, keyed by Call-ID and caller tag: the dialog the INVITE created plus one
+/// sibling per further callee tag when the INVITE forks downstream.
+final class DialogEntry {
+    let key: UInt64
+    let callID: String
+    let callerTag: String
+    /// One state machine per callee tag; the first is the INVITE's own.
+    var dialogs: [Dialog]
+
+    init(key: UInt64, dialog: Dialog) {
+        self.key = key
+        self.callID = dialog.id.callID
+        self.callerTag = dialog.id.callerTag
+        self.dialogs = [dialog]
+    }
+
+    var isTerminated: Bool { dialogs.allSatisfy(\.isTerminated) }
+
+    /// The dialog for a callee tag: an existing one, the initial one while it has no tag yet, or a
+    /// new sibling for a fork.
+    func index(forCalleeTag tag: String) -> Int {
+        if let existing = dialogs.firstIndex(where: { $0.id.calleeTag == tag }) { return existing }
+        if let untagged = dialogs.firstIndex(where: { $0.id.calleeTag == nil }) { return untagged }
+        dialogs.append(dialogs[0].forked(calleeTag: tag))
+        return dialogs.count - 1
+    }
+
+    /// The direction of an in-dialog request and the index of its dialog, if it belongs here.
+    func locate(_ request: SIPMessage) -> (Int, DialogDirection)? {
+        guard let fromTag = request.fromTag, let toTag = request.toTag else { return nil }
+        for (index, dialog) in dialogs.enumerated() {
+            guard let calleeTag = dialog.id.calleeTag else { continue }
+            if request.equals(fromTag, callerTag), request.equals(toTag, calleeTag) { return (index, .callerToCallee) }
+            if request.equals(fromTag, calleeTag), request.equals(toTag, callerTag) { return (index, .calleeToCaller) }
+        }
+        return nil
+    }
+
+    // MARK: Inputs from the worker
+
+    func requestStarted(_ transaction: ProxyTransaction, worker: Worker) {
+        let request = transaction.request
+        if request.method == .cancel { return }
+        guard let (index, direction) = locate(request), let cseq = request.cseq else { return }
+        transaction.dialogDirection = direction
+        let actions = dialogs[index].receiveRequest(InDialogMethod(request.method), direction: direction, cseq: cseq.number)
+        if actions.isOutOfOrder { worker.counters.outOfOrderRequests += 1 }
+        worker.apply(actions, to: self, index: index)
+    }
+
+    func responseReceived(_ response: SIPMessage, to transaction: ProxyTransaction, worker: Worker) {
+        let statusCode = response.statusCode
+        let toTag = response.toTag.map { response.text($0) }
+        if transaction.isInitialInvite {
+            if statusCode < 200 {
+                guard let toTag else { return }
+                let position = index(forCalleeTag: toTag)
+                worker.apply(dialogs[position].receiveProvisional(statusCode: statusCode, toTag: toTag), to: self, index: position)
+            } else if statusCode < 300 {
+                let position = toTag.map { index(forCalleeTag: $0) } ?? 0
+                worker.apply(dialogs[position].receiveFinalResponse(statusCode: statusCode, toTag: toTag), to: self, index: position)
+            } else {
+                // A non-2xx final ends every early dialog of the INVITE.
+                for index in dialogs.indices {
+                    worker.apply(dialogs[index].receiveFinalResponse(statusCode: statusCode, toTag: nil), to: self, index: index)
+                }
+            }
+            return
+        }
+        guard let direction = transaction.dialogDirection, let (index, _) = locate(transaction.request),
+            let cseq = transaction.request.cseq
+        else { return }
+        let actions = dialogs[index].receiveResponse(
+            statusCode: statusCode, method: InDialogMethod(transaction.method), requestDirection: direction,
+            cseq: cseq.number)
+        worker.apply(actions, to: self, index: index)
+    }
+
+    func requestFailed(_ transaction: ProxyTransaction, statusCode: Int, worker: Worker) {
+        guard transaction.isInitialInvite else { return }
+        for index in dialogs.indices {
+            worker.apply(dialogs[index].receiveFinalResponse(statusCode: statusCode, toTag: nil), to: self, index: index)
+        }
+    }
+
+    func cancelled(worker: Worker) {
+        for index in dialogs.indices { worker.apply(dialogs[index].receiveCancel(), to: self, index: index) }
+    }
+
+    func acknowledged(_ ack: SIPMessage, worker: Worker) {
+        guard let (index, _) = locate(ack) else { return }
+        worker.apply(dialogs[index].receiveACK(), to: self, index: index)
+    }
+}
+
+extension InDialogMethod {
+    init(_ method: SIPMethod) {
+        switch method {
+        case .invite: self = .invite
+        case .update: self = .update
+        case .bye: self = .bye
+        default: self = .other
+        }
+    }
+}
+
+/// The dialogs a worker follows.
+struct DialogTable {
+    private var entries: [UInt64: DialogEntry] = [:]
+    var count: Int { entries.count }
+
+    static func key(callID: ByteRange, tag: ByteRange, in message: SIPMessage, seed: UInt64) -> UInt64 {
+        message.hash(tag, seed: message.hash(callID, seed: seed))
+    }
+
+    /// Creates the dialog of a forwarded initial INVITE.
+    mutating func trackInitialInvite(_ transaction: ProxyTransaction, worker: Worker) {
+        let request = transaction.request
+        guard let callID = request.callID, let fromTag = request.fromTag, let cseq = request.cseq else { return }
+        let key = DialogTable.key(callID: callID, tag: fromTag, in: request, seed: worker.context.hashSeed)
+        if let existing = entries[key], !existing.isTerminated {
+            transaction.dialog = existing  // a new INVITE with the same tags: follow the same dialog
+            return
+        }
+        var dialog = Dialog(
+            callID: request.text(callID), callerTag: request.text(fromTag), inviteCSeq: cseq.number,
+            settings: worker.context.dialogSettings)
+        let entry = DialogEntry(key: key, dialog: dialog)
+        entries[key] = entry
+        transaction.dialog = entry
+        transaction.isInitialInvite = true
+        worker.counters.dialogsCreated += 1
+        let actions = dialog.start()
+        entry.dialogs[0] = dialog
+        worker.apply(actions, to: entry, index: 0)
+    }
+
+    /// The dialog an in-dialog request (or the ACK of a 2xx) belongs to, either direction.
+    func find(_ request: SIPMessage, seed: UInt64) -> DialogEntry? {
+        guard let callID = request.callID else { return nil }
+        for tag in [request.fromTag, request.toTag] {
+            guard let tag, let entry = entries[DialogTable.key(callID: callID, tag: tag, in: request, seed: seed)],
+                request.equals(callID, entry.callID), entry.locate(request) != nil
+            else { continue }
+            return entry
+        }
+        return nil
+    }
+
+    mutating func remove(_ entry: DialogEntry) {
+        if entries[entry.key] === entry { entries.removeValue(forKey: entry.key) }
+    }
+}
+
+extension Worker {
+    /// Carries out a dialog's actions: timers into the wheel, events to the log and the observer.
+    func apply(_ actions: DialogActions, to entry: DialogEntry, index: Int) {
+        for start in actions.timers {
+            schedule(.dialog(entry, start.timer), afterMilliseconds: start.milliseconds)
+        }
+        guard !actions.events.isEmpty else { return }
+        let dialog = entry.dialogs[index]
+        for event in actions.events {
+            switch event {
+            case .confirmed: counters.dialogsConfirmed += 1
+            case .terminated: counters.dialogsTerminated += 1
+            default: break
+            }
+            logger.debug("dialog \(event)", metadata: ["sip.callID": "\(entry.callID)"])
+            context.dialogObserver?(DialogSnapshot(id: dialog.id, state: dialog.state), event)
+        }
+        if entry.isTerminated { dialogs.remove(entry) }
+    }
+
+    func dialogTimerFired(_ entry: DialogEntry, _ timer: DialogTimer) {
+        for index in entry.dialogs.indices {
+            let actions = entry.dialogs[index].timerFired(timer)
+            if !actions.isEmpty {
+                apply(actions, to: entry, index: index)
+                return
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import SIPEdgeConfig
+import SIPEdgeIO
+import SIPMessage
+
+/// One address the proxy listens on. Every worker opens its own socket on it (SO_REUSEPORT), so any
+/// worker can send from it; the prebuilt header bytes keep string formatting off the hot path.
+struct LocalInterface: Sendable {
+    let index: Int
+    let transport: Transport
+    let address: SocketAddress
+    /// "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=" — the branch value follows.
+    let viaPrefix: [UInt8]
+    /// "Record-Route: <sip:127.0.0.1:5060;lr>\r\n" (with ";transport=tcp" for TCP).
+    let recordRoute: [UInt8]
+    /// The host as it appears in our URIs and Via (IPv6 in brackets).
+    let hostText: String
+
+    init(index: Int, listen: ListenAddress) throws(SIPIOError) {
+        self.index = index
+        self.transport = listen.transport == .tcp ? .tcp : .udp
+        self.address = try SocketAddress(ipAddress: listen.host, port: listen.port)
+        self.hostText = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
+        var via: [UInt8] = []
+        via.append(ascii: "Via: SIP/2.0/")
+        via.append(text: transport == .tcp ? "TCP" : "UDP")
+        via.append(UInt8(ascii: " "))
+        via.append(text: hostText)
+        via.append(UInt8(ascii: ":"))
+        via.append(decimal: Int(listen.port))
+        via.append(ascii: ";branch=")
+        self.viaPrefix = via
+        var recordRoute: [UInt8] = []
+        recordRoute.append(ascii: "Record-Route: <sip:")
+        recordRoute.append(text: hostText)
+        recordRoute.append(UInt8(ascii: ":"))
+        recordRoute.append(decimal: Int(listen.port))
+        if transport == .tcp { recordRoute.append(ascii: ";transport=tcp") }
+        recordRoute.append(ascii: ";lr>\r\n")
+        self.recordRoute = recordRoute
+    }
+}
+
+/// All interfaces, with the lookups routing needs.
+struct LocalInterfaces: Sendable {
+    let all: [LocalInterface]
+
+    /// The interface to send from for a hop: same transport and address family if we listen on
+    /// one, else any interface of the family (its address still names us in Via and Record-Route).
+    func outgoing(for transport: Transport, family destination: SocketAddress) -> LocalInterface {
+        all.first { $0.transport == transport && $0.address.isIPv6 == destination.isIPv6 }
+            ?? all.first { $0.address.isIPv6 == destination.isIPv6 }
+            ?? all[0]
+    }
+
+    /// True when `host:port` (port nil = 5060) with `transport` names one of our interfaces.
+    func isLocal(host: String, port: Int?, transport: Transport?) -> Bool {
+        let port = port ?? 5060
+        return all.contains { interface in
+            interface.address.ipAddress == host && Int(interface.address.port) == port
+                && (transport == nil || interface.transport == transport)
+        }
+    }
+
+    /// True when a URI in `message` points at one of our interfaces.
+    func isLocal(_ uri: URIParts, in message: SIPMessage) -> Bool {
+        let host = message.text(uri.hostRange)
+        let transport = uri.transportRange.map { Transport(sipText: message.text($0)) } ?? nil
+        return isLocal(host: host, port: uri.port, transport: transport ?? .udp)
+            || (uri.transportRange == nil && isLocal(host: host, port: uri.port, transport: nil))
+    }
+}
+
+extension Transport {
+    /// Parses "udp"/"UDP"/"tcp"/"TCP"; nil for transports the proxy does not speak.
+    init?(sipText: String) {
+        switch sipText.lowercased() {
+        case "udp": self = .udp
+        case "tcp": self = .tcp
+        default: return nil
+        }
+    }
+
+    var isReliable: Bool { self != .udp }
+
+    var viaText: String { self == .tcp ? "TCP" : "UDP" }
+}

@@ -1,0 +1,48 @@
+import SIPEdgeConfig
+import SIPEdgeIO
+import SIPMessage
+
+/// Where a request goes next, before name resolution.
+struct NextHopTarget: Sendable {
+    var host: String
+    var port: UInt16?
+    var transport: Transport
+
+    /// From a Route entry or Request-URI: `maddr` wins over the host (§16.5), `transport` picks
+    /// the transport, UDP by default.
+    init(uri: URIParts, in message: SIPMessage) {
+        host = message.text(uri.maddrRange ?? uri.hostRange)
+        port = uri.port.map { UInt16($0) }
+        transport = uri.transportRange.flatMap { Transport(sipText: message.text($0)) } ?? .udp
+    }
+
+    init(upstream: UpstreamTarget) {
+        host = upstream.host.hasPrefix("[") ? String(upstream.host.dropFirst().dropLast()) : upstream.host
+        port = upstream.port
+        transport = upstream.transport == .tcp ? .tcp : .udp
+    }
+}
+
+extension Worker {
+    /// Resolves a target: numeric hosts at once, names through evdns (A/AAAA).
+    func resolve(_ target: NextHopTarget, completion: @escaping (Result<SocketAddress, SIPIOError>) -> Void) {
+        let port = target.port ?? 5060
+        if let address = try? SocketAddress(ipAddress: target.host, port: port) {
+            completion(.success(address))
+            return
+        }
+        loop.resolve(host: target.host) { result in
+            switch result {
+            case .success(let addresses):
+                guard let first = addresses.first, let address = try? SocketAddress(ipAddress: first.ipAddress, port: port)
+                else {
+                    completion(.failure(SIPIOError(code: .nameNotFound, operation: "resolve \(target.host)", reason: "no address")))
+                    return
+                }
+                completion(.success(address))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+    }
+}

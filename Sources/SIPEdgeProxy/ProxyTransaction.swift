@@ -1,0 +1,88 @@
+import SIPEdgeIO
+import SIPMessage
+import SIPDialog
+import SIPTransaction
+
+/// Where a message goes: transport, address, the interface that names us, and the stream
+/// connection when one is already known.
+struct Hop {
+    var transport: Transport
+    var address: SocketAddress
+    var interfaceIndex: Int
+    var connection: StreamConnection?
+}
+
+/// One request the proxy handles statefully: its server transaction toward the sender, the client
+/// transaction toward the next hop, and what is needed to answer, retransmit, ACK and CANCEL.
+/// A reference type because timers, both transaction tables and the dialog point at it.
+final class ProxyTransaction {
+    enum ServerSide {
+        case invite(ServerInviteTransaction)
+        case nonInvite(ServerNonInviteTransaction)
+    }
+
+    enum ClientSide {
+        case invite(ClientInviteTransaction)
+        case nonInvite(ClientNonInviteTransaction)
+    }
+
+    /// Key in the worker's server table: hash of branch, sent-by and method (RFC 3261 §17.2.3).
+    let serverKey: UInt64
+    /// The request as received: responses the proxy makes itself are built from it.
+    let request: SIPMessage
+    let method: SIPMethod
+    /// Where responses go: back the way the request came.
+    let replyHop: Hop
+    var server: ServerSide
+    /// The last response sent upstream, for retransmissions.
+    var lastResponse: [UInt8]?
+    /// A to-tag for the responses this proxy makes itself (408, 487 ...), stable per transaction.
+    let localTag: String
+
+    /// Our branch id, the key in the worker's client table, once forwarded.
+    var clientID: UInt64?
+    var client: ClientSide?
+    /// The request as forwarded (for retransmission, CANCEL and ACK generation).
+    var forwarded: [UInt8]?
+    var forwardedMessage: SIPMessage?
+    var nextHop: Hop?
+    /// Our CANCEL toward the next hop (RFC 3261 §9.1), once one is needed.
+    var cancelClient: ClientNonInviteTransaction?
+    var cancelBytes: [UInt8]?
+    /// A CANCEL arrived (or Timer C fired) before the next hop sent a provisional response; the
+    /// CANCEL goes out with the first provisional (§9.1).
+    var cancelPending = false
+    /// A final response has been sent upstream.
+    var finalSent = false
+    /// The dialog this INVITE or in-dialog request belongs to.
+    var dialog: DialogEntry?
+    /// This INVITE created `dialog` (as opposed to a re-INVITE inside it).
+    var isInitialInvite = false
+    /// Which way an in-dialog request travels in its dialog.
+    var dialogDirection: DialogDirection?
+
+    init(
+        serverKey: UInt64, request: SIPMessage, method: SIPMethod, replyHop: Hop, server: ServerSide,
+        localTag: String
+    ) {
+        self.serverKey = serverKey
+        self.request = request
+        self.method = method
+        self.replyHop = replyHop
+        self.server = server
+        self.localTag = localTag
+    }
+
+    var isServerTerminated = false
+    var isClientTerminated = true
+    var isCancelTerminated = true
+    var isFinished: Bool { isServerTerminated && isClientTerminated && isCancelTerminated }
+}
+
+/// What a timer in the worker's wheel is for.
+enum TimerPurpose {
+    case server(ProxyTransaction, TransactionTimer)
+    case client(ProxyTransaction, TransactionTimer)
+    case cancel(ProxyTransaction, TransactionTimer)
+    case dialog(DialogEntry, DialogTimer)
+}

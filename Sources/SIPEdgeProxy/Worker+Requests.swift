@@ -1,0 +1,360 @@
+import Logging
+import SIPEdgeIO
+import SIPMessage
+import SIPTransaction
+
+extension Worker {
+    func handleRequest(_ inbound: Inbound) {
+        let request = inbound.message
+        guard let via = request.topVia else { return }
+        switch request.method {
+        case .ack:
+            handleACK(inbound, via: via)
+        case .cancel:
+            handleCANCEL(inbound, via: via)
+        default:
+            let key = TransactionKey.server(request, via: via, method: request.method, seed: context.hashSeed)
+            if let existing = serverTransactions[key] {
+                guard TransactionKey.sameTransaction(existing.request, request) else {
+                    // Two different transactions with one 64-bit seeded hash: practically never.
+                    counters.keyCollisions += 1
+                    send(request.makeResponse(statusCode: 500, reasonPhrase: "Transaction Key Collision", toTag: makeTag()), to: inbound.replyHop)
+                    return
+                }
+                counters.retransmissionsAbsorbed += 1
+                performServer(existing, actions: serverRetransmission(existing))
+                return
+            }
+            handleNewRequest(inbound, key: key)
+        }
+    }
+
+    private func serverRetransmission(_ transaction: ProxyTransaction) -> TransactionActions {
+        switch transaction.server {
+        case .invite(var machine):
+            let actions = machine.receiveRequestRetransmission()
+            transaction.server = .invite(machine)
+            return actions
+        case .nonInvite(var machine):
+            let actions = machine.receiveRequestRetransmission()
+            transaction.server = .nonInvite(machine)
+            return actions
+        }
+    }
+
+    // MARK: New requests (RFC 3261 §16.3 - §16.6)
+
+    private func handleNewRequest(_ inbound: Inbound, key: UInt64) {
+        let request = inbound.message
+        let transaction = makeServerTransaction(inbound, key: key)
+        // §16.3 step 3: Max-Forwards.
+        if case .value(0) = request.maxForwards {
+            respond(transaction, statusCode: 483, reasonPhrase: "Too Many Hops")
+            return
+        }
+        // §16.3 step 4: loop detection.
+        if isLooping(request) {
+            counters.loopsDetected += 1
+            respond(transaction, statusCode: 482, reasonPhrase: "Loop Detected")
+            return
+        }
+        // §16.4: our own Route entries come off; the next one, if any, is the next hop.
+        let routes = context.interfaces.scanRoutes(request)
+        let isInitial = request.toTag == nil
+        let target: NextHopTarget
+        if let next = routes.nextRoute {
+            target = NextHopTarget(uri: next, in: request)
+        } else if isInitial, let upstream = context.upstream {
+            target = upstream
+        } else if let requestURI = request.requestURI {
+            if context.interfaces.isLocal(requestURI, in: request) {
+                answerLocally(transaction)
+                return
+            }
+            target = NextHopTarget(uri: requestURI, in: request)
+        } else {
+            respond(transaction, statusCode: 416, reasonPhrase: "Unsupported URI Scheme")
+            return
+        }
+        if isInitial, request.method == .invite {
+            dialogs.trackInitialInvite(transaction, worker: self)
+        } else if !isInitial {
+            transaction.dialog = dialogs.find(request, seed: context.hashSeed)
+            transaction.dialog?.requestStarted(transaction, worker: self)
+        }
+        resolve(target) { [unowned self] result in
+            switch result {
+            case .success(let address):
+                self.forward(transaction, to: address, transport: target.transport, routes: routes, isInitial: isInitial)
+            case .failure(let error):
+                self.logger.info("next hop unresolvable", metadata: ["host": "\(target.host)", "error": "\(error)"])
+                self.respond(transaction, statusCode: 503, reasonPhrase: "Next Hop Unresolvable")
+            }
+        }
+    }
+
+    private func makeServerTransaction(_ inbound: Inbound, key: UInt64) -> ProxyTransaction {
+        let request = inbound.message
+        let reliable = inbound.transport.isReliable
+        let server: ProxyTransaction.ServerSide =
+            request.method == .invite
+            ? .invite(ServerInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
+            : .nonInvite(ServerNonInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
+        let transaction = ProxyTransaction(
+            serverKey: key, request: request, method: request.method, replyHop: inbound.replyHop, server: server,
+            localTag: makeTag())
+        serverTransactions[key] = transaction
+        counters.serverTransactionsCreated += 1
+        if request.method == .invite {
+            // §16.2: a stateful proxy answers an INVITE with 100 Trying straight away.
+            transaction.lastResponse = request.makeResponse(statusCode: 100, reasonPhrase: "Trying")
+        }
+        let actions: TransactionActions
+        switch transaction.server {
+        case .invite(var machine):
+            actions = machine.start()
+            transaction.server = .invite(machine)
+        case .nonInvite(var machine):
+            actions = machine.start()
+            transaction.server = .nonInvite(machine)
+        }
+        performServer(transaction, actions: actions)
+        return transaction
+    }
+
+    /// A request addressed to the proxy itself: OPTIONS is answered (keep-alive pings from trunks),
+    /// anything else has nowhere to go.
+    private func answerLocally(_ transaction: ProxyTransaction) {
+        if transaction.method == .options {
+            respond(transaction, statusCode: 200, reasonPhrase: "OK")
+        } else {
+            respond(transaction, statusCode: 404, reasonPhrase: "Not Found")
+        }
+    }
+
+    /// §16.3 step 4: a Via of ours whose loop hash equals this request's means it came back
+    /// unchanged. A spiral (changed Request-URI) has a different hash and goes on.
+    private func isLooping(_ request: SIPMessage) -> Bool {
+        var ourHashes: [UInt64] = []
+        request.forEachVia { via in
+            if let branch = via.branchRange, let hash = BranchFormat.loopHash(in: branch, of: request),
+                context.interfaces.isLocal(host: request.text(via.hostRange), port: via.port, transport: nil)
+            {
+                ourHashes.append(hash)
+            }
+            return true
+        }
+        guard !ourHashes.isEmpty else { return false }
+        return ourHashes.contains(BranchFormat.loopHash(of: request, seed: context.hashSeed))
+    }
+
+    // MARK: Forwarding
+
+    func forward(
+        _ transaction: ProxyTransaction, to address: SocketAddress, transport: Transport, routes: RouteScan,
+        isInitial: Bool
+    ) {
+        guard !transaction.finalSent else { return }  // cancelled or failed while resolving
+        let request = transaction.request
+        let outgoing = context.interfaces.outgoing(for: transport, family: address)
+        let incoming = context.interfaces.all[transaction.replyHop.interfaceIndex]
+        var recordRoutes: [LocalInterface] = []
+        if isInitial, SIPMethod.dialogCreating.contains(request.method) {
+            // RFC 5658: one entry per side when the request changes interface or transport.
+            recordRoutes = outgoing.index == incoming.index ? [outgoing] : [outgoing, incoming]
+        }
+        let id = nextTransactionID()
+        var branch: [UInt8] = []
+        BranchFormat.append(loopHash: BranchFormat.loopHash(of: request, seed: context.hashSeed), transactionID: id, to: &branch)
+        let edits = RequestEdits(
+            via: (outgoing, branch), recordRoutes: recordRoutes, routeRemovals: routes.removals,
+            source: transaction.replyHop.address)
+        let bytes = request.forwarded(with: edits)
+        transaction.forwarded = bytes
+        transaction.forwardedMessage = try? SIPMessage(parsing: bytes, framing: .datagram, limits: context.scanLimits)
+        transaction.nextHop = Hop(transport: transport, address: address, interfaceIndex: outgoing.index, connection: nil)
+        transaction.clientID = id
+        clientTransactions[id] = transaction
+        transaction.isClientTerminated = false
+        counters.requestsForwarded += 1
+        let actions: TransactionActions
+        if request.method == .invite {
+            var machine = ClientInviteTransaction(
+                reliableTransport: transport.isReliable, usesTimerC: true, settings: context.timerSettings)
+            actions = machine.start()
+            transaction.client = .invite(machine)
+        } else {
+            var machine = ClientNonInviteTransaction(reliableTransport: transport.isReliable, settings: context.timerSettings)
+            actions = machine.start()
+            transaction.client = .nonInvite(machine)
+        }
+        performClient(transaction, actions: actions, response: nil)
+    }
+
+    // MARK: ACK
+
+    private func handleACK(_ inbound: Inbound, via: Via) {
+        let ack = inbound.message
+        let key = TransactionKey.server(ack, via: via, method: .invite, seed: context.hashSeed)
+        if let transaction = serverTransactions[key], TransactionKey.sameTransaction(transaction.request, ack),
+            case .invite(var machine) = transaction.server
+        {
+            // The ACK for our non-2xx final response ends here (hop by hop, §17.2.1).
+            let actions = machine.receiveACK()
+            transaction.server = .invite(machine)
+            counters.acksAbsorbed += 1
+            performServer(transaction, actions: actions)
+            return
+        }
+        // The ACK for a 2xx is a request of its own, routed end to end without a transaction.
+        forwardStatelessly(inbound)
+    }
+
+    /// Forwards a request without keeping a transaction (the ACK of a 2xx): loose routing, our Via
+    /// with a branch derived from the sender's so retransmissions keep the same branch.
+    private func forwardStatelessly(_ inbound: Inbound) {
+        let request = inbound.message
+        if case .value(0) = request.maxForwards {
+            counters.malformedDropped += 1
+            return
+        }
+        let routes = context.interfaces.scanRoutes(request)
+        let target: NextHopTarget
+        if let next = routes.nextRoute {
+            target = NextHopTarget(uri: next, in: request)
+        } else if let requestURI = request.requestURI, !context.interfaces.isLocal(requestURI, in: request) {
+            target = NextHopTarget(uri: requestURI, in: request)
+        } else if request.toTag == nil, let upstream = context.upstream {
+            target = upstream
+        } else {
+            counters.unroutableDropped += 1
+            return
+        }
+        dialogs.find(request, seed: context.hashSeed)?.acknowledged(request, worker: self)
+        resolve(target) { [unowned self] result in
+            guard case .success(let address) = result else {
+                self.counters.unroutableDropped += 1
+                return
+            }
+            let outgoing = self.context.interfaces.outgoing(for: target.transport, family: address)
+            let derived = request.topVia?.branchRange.map { request.hash($0, seed: self.context.hashSeed) } ?? 0
+            var branch: [UInt8] = []
+            BranchFormat.append(loopHash: BranchFormat.loopHash(of: request, seed: self.context.hashSeed), transactionID: derived, to: &branch)
+            let edits = RequestEdits(via: (outgoing, branch), routeRemovals: routes.removals, source: inbound.source)
+            self.counters.requestsForwarded += 1
+            self.send(
+                request.forwarded(with: edits),
+                to: Hop(transport: target.transport, address: address, interfaceIndex: outgoing.index, connection: nil))
+        }
+    }
+
+    // MARK: CANCEL (§16.10)
+
+    private func handleCANCEL(_ inbound: Inbound, via: Via) {
+        let cancel = inbound.message
+        let key = TransactionKey.server(cancel, via: via, method: .invite, seed: context.hashSeed)
+        guard let transaction = serverTransactions[key], TransactionKey.sameTransaction(transaction.request, cancel)
+        else {
+            send(
+                cancel.makeResponse(statusCode: 481, reasonPhrase: "Call/Transaction Does Not Exist", toTag: makeTag()),
+                to: inbound.replyHop)
+            return
+        }
+        // The CANCEL is answered hop by hop; the INVITE gets its 487 from the far end.
+        send(cancel.makeResponse(statusCode: 200, reasonPhrase: "OK", toTag: transaction.localTag), to: inbound.replyHop)
+        counters.cancelsReceived += 1
+        transaction.dialog?.cancelled(worker: self)
+        cancelClientSide(transaction)
+    }
+
+    /// Cancels the forwarded INVITE, or answers 487 if it never left.
+    func cancelClientSide(_ transaction: ProxyTransaction) {
+        guard !transaction.finalSent else { return }
+        guard case .invite(var machine) = transaction.client else {
+            respond(transaction, statusCode: 487, reasonPhrase: "Request Terminated")
+            return
+        }
+        let actions = machine.cancel()
+        transaction.client = .invite(machine)
+        performClient(transaction, actions: actions, response: nil)
+    }
+
+    // MARK: Answering
+
+    /// Sends a response the proxy makes itself through the server transaction.
+    func respond(_ transaction: ProxyTransaction, statusCode: Int, reasonPhrase: String) {
+        let bytes = transaction.request.makeResponse(
+            statusCode: statusCode, reasonPhrase: reasonPhrase, toTag: transaction.localTag)
+        sendResponse(transaction, statusCode: statusCode, bytes: bytes)
+    }
+
+    /// Hands a response (relayed or our own) to the server transaction, which sends it.
+    func sendResponse(_ transaction: ProxyTransaction, statusCode: Int, bytes: [UInt8]) {
+        if statusCode >= 200 {
+            if transaction.finalSent, statusCode >= 300 { return }
+            transaction.finalSent = true
+        }
+        transaction.lastResponse = bytes
+        let actions: TransactionActions
+        switch transaction.server {
+        case .invite(var machine):
+            actions = machine.sendResponse(statusCode: statusCode)
+            transaction.server = .invite(machine)
+        case .nonInvite(var machine):
+            actions = machine.sendResponse(statusCode: statusCode)
+            transaction.server = .nonInvite(machine)
+        }
+        if actions.message == nil, statusCode >= 200, statusCode < 300 {
+            // 2xx retransmissions from the far end pass straight through (RFC 6026 Accepted).
+            send(bytes, to: transaction.replyHop)
+        }
+        performServer(transaction, actions: actions)
+    }
+
+    func performServer(_ transaction: ProxyTransaction, actions: TransactionActions) {
+        if let message = actions.message {
+            switch message {
+            case .response, .responseRetransmission:
+                if let bytes = transaction.lastResponse { send(bytes, to: transaction.replyHop) }
+            case .request, .requestRetransmission, .ack, .cancel:
+                break
+            }
+        }
+        if let delivery = actions.delivery, case .ack = delivery {
+            // An ACK in the Accepted state belongs to the 2xx, end to end: nothing to absorb here.
+        }
+        if let failure = actions.failure {
+            counters.serverTransactionFailures += 1
+            logger.debug("server transaction failed", metadata: ["failure": "\(failure)"])
+        }
+        scheduleAll(actions.timers) { .server(transaction, $0) }
+        if actions.isTerminated { serverTerminated(transaction) }
+    }
+
+    func serverTimerFired(_ transaction: ProxyTransaction, _ timer: TransactionTimer) {
+        let actions: TransactionActions
+        switch transaction.server {
+        case .invite(var machine):
+            actions = machine.timerFired(timer)
+            transaction.server = .invite(machine)
+        case .nonInvite(var machine):
+            actions = machine.timerFired(timer)
+            transaction.server = .nonInvite(machine)
+        }
+        performServer(transaction, actions: actions)
+    }
+
+    private func serverTerminated(_ transaction: ProxyTransaction) {
+        guard !transaction.isServerTerminated else { return }
+        transaction.isServerTerminated = true
+        if serverTransactions[transaction.serverKey] === transaction {
+            serverTransactions.removeValue(forKey: transaction.serverKey)
+        }
+        finishIfDone(transaction)
+    }
+
+    func finishIfDone(_ transaction: ProxyTransaction) {
+        guard transaction.isFinished else { return }
+        counters.transactionsCompleted += 1
+    }
+}

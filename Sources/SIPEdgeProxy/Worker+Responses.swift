@@ -1,0 +1,215 @@
+import Logging
+import SIPEdgeIO
+import SIPMessage
+import SIPTransaction
+
+extension Worker {
+    func handleResponse(_ inbound: Inbound) {
+        let response = inbound.message
+        guard let via = response.topVia, let branch = via.branchRange,
+            let id = BranchFormat.transactionID(in: branch, of: response),
+            context.interfaces.isLocal(host: response.text(via.hostRange), port: via.port, transport: nil)
+        else {
+            counters.unroutableDropped += 1
+            return
+        }
+        guard let transaction = clientTransactions[id] else {
+            relayStrayResponse(response)
+            return
+        }
+        guard let cseq = response.cseq else { return }
+        if cseq.method == .cancel {
+            cancelResponseReceived(transaction, statusCode: response.statusCode)
+            return
+        }
+        guard cseq.method == transaction.method || (transaction.method == .other && cseq.method == .other) else {
+            counters.unroutableDropped += 1
+            return
+        }
+        if let connection = inbound.connection, transaction.nextHop?.connection == nil {
+            transaction.nextHop?.connection = connection
+        }
+        let statusCode = response.statusCode
+        let actions: TransactionActions
+        switch transaction.client {
+        case .invite(var machine):
+            actions = machine.receiveResponse(statusCode: statusCode)
+            transaction.client = .invite(machine)
+        case .nonInvite(var machine):
+            actions = machine.receiveResponse(statusCode: statusCode)
+            transaction.client = .nonInvite(machine)
+        case nil:
+            return
+        }
+        performClient(transaction, actions: actions, response: response)
+    }
+
+    /// A 2xx to an INVITE whose client transaction is gone (a late retransmission, or another
+    /// fork's answer) still goes upstream, statelessly by its Via (§16.7 step 3 and RFC 6026).
+    private func relayStrayResponse(_ response: SIPMessage) {
+        guard response.statusCode >= 200, response.statusCode < 300, response.cseq?.method == .invite,
+            let relayed = response.withoutTopVia(), let relayedMessage = try? SIPMessage(parsing: relayed),
+            let next = relayedMessage.topVia, let transport = Transport(sipText: relayedMessage.text(next.transportRange))
+        else {
+            counters.unroutableDropped += 1
+            return
+        }
+        let host = next.receivedRange.map { relayedMessage.text($0) } ?? relayedMessage.text(next.hostRange)
+        let port = UInt16(next.rport ?? next.port ?? 5060)
+        guard let address = try? SocketAddress(ipAddress: host, port: port) else {
+            counters.unroutableDropped += 1
+            return
+        }
+        let interface = context.interfaces.outgoing(for: transport, family: address)
+        send(relayed, to: Hop(transport: transport, address: address, interfaceIndex: interface.index, connection: nil))
+    }
+
+    /// Carries out a client transaction's actions. `response` is the message that caused them.
+    func performClient(_ transaction: ProxyTransaction, actions: TransactionActions, response: SIPMessage?) {
+        if let message = actions.message {
+            switch message {
+            case .request, .requestRetransmission:
+                if let bytes = transaction.forwarded, let hop = transaction.nextHop {
+                    if case .requestRetransmission = message { counters.retransmissionsSent += 1 }
+                    send(bytes, to: hop)
+                }
+            case .ack:
+                if let response, let hop = transaction.nextHop,
+                    let ack = transaction.forwardedMessage?.makeACK(for: response)
+                {
+                    send(ack, to: hop)
+                }
+            case .cancel:
+                sendCANCEL(transaction)
+            case .response, .responseRetransmission:
+                break
+            }
+        }
+        if let delivery = actions.delivery, case .response(let statusCode, let isFirstOfKind) = delivery,
+            let response
+        {
+            relay(response, statusCode: statusCode, isFirstOfKind: isFirstOfKind, for: transaction)
+        }
+        if let failure = actions.failure {
+            clientFailed(transaction, failure: failure)
+        }
+        scheduleAll(actions.timers) { .client(transaction, $0) }
+        if actions.isTerminated { clientTerminated(transaction) }
+    }
+
+    /// §16.7: provisional responses other than 100 go up; the first final goes up (a proxy that
+    /// forwards to one target has no better one to wait for); every 2xx goes up.
+    private func relay(_ response: SIPMessage, statusCode: Int, isFirstOfKind: Bool, for transaction: ProxyTransaction) {
+        transaction.dialog?.responseReceived(response, to: transaction, worker: self)
+        if statusCode == 100 { return }
+        if statusCode >= 300, !isFirstOfKind { return }
+        guard let bytes = response.withoutTopVia() else { return }
+        counters.responsesRelayed += 1
+        sendResponse(transaction, statusCode: statusCode, bytes: bytes)
+    }
+
+    private func clientFailed(_ transaction: ProxyTransaction, failure: TransactionFailure) {
+        counters.clientTransactionFailures += 1
+        switch failure {
+        case .timeout(let timer):
+            logger.debug("client transaction timed out", metadata: ["timer": "\(timer)", "sip.method": "\(transaction.method)"])
+            transaction.dialog?.requestFailed(transaction, statusCode: 408, worker: self)
+            if !transaction.finalSent { respond(transaction, statusCode: 408, reasonPhrase: "Request Timeout") }
+        case .transportError:
+            logger.info("next hop unreachable", metadata: ["hop": "\(transaction.nextHop.map { "\($0.address)" } ?? "-")"])
+            transaction.dialog?.requestFailed(transaction, statusCode: 503, worker: self)
+            if !transaction.finalSent { respond(transaction, statusCode: 503, reasonPhrase: "Service Unavailable") }
+        }
+    }
+
+    func clientTimerFired(_ transaction: ProxyTransaction, _ timer: TransactionTimer) {
+        let actions: TransactionActions
+        switch transaction.client {
+        case .invite(var machine):
+            actions = machine.timerFired(timer)
+            transaction.client = .invite(machine)
+        case .nonInvite(var machine):
+            actions = machine.timerFired(timer)
+            transaction.client = .nonInvite(machine)
+        case nil:
+            return
+        }
+        performClient(transaction, actions: actions, response: nil)
+    }
+
+    private func clientTerminated(_ transaction: ProxyTransaction) {
+        guard !transaction.isClientTerminated else { return }
+        transaction.isClientTerminated = true
+        if let id = transaction.clientID, clientTransactions[id] === transaction, transaction.isCancelTerminated {
+            clientTransactions.removeValue(forKey: id)
+        }
+        finishIfDone(transaction)
+    }
+
+    /// A stream connection failed: every client transaction that depends on it gets a transport error.
+    func transportFailed(on connection: StreamConnection) {
+        for transaction in clientTransactions.values where transaction.nextHop?.connection === connection
+            || (transaction.nextHop?.transport == .tcp && transaction.nextHop?.address == connection.remoteAddress)
+        {
+            guard !transaction.isClientTerminated else { continue }
+            let actions: TransactionActions
+            switch transaction.client {
+            case .invite(var machine):
+                actions = machine.transportError()
+                transaction.client = .invite(machine)
+            case .nonInvite(var machine):
+                actions = machine.transportError()
+                transaction.client = .nonInvite(machine)
+            case nil:
+                continue
+            }
+            performClient(transaction, actions: actions, response: nil)
+        }
+    }
+
+    // MARK: Our CANCEL (§9.1)
+
+    private func sendCANCEL(_ transaction: ProxyTransaction) {
+        guard transaction.cancelClient == nil, let hop = transaction.nextHop,
+            let cancel = transaction.forwardedMessage?.makeCANCEL()
+        else { return }
+        transaction.cancelBytes = cancel
+        var machine = ClientNonInviteTransaction(reliableTransport: hop.transport.isReliable, settings: context.timerSettings)
+        let actions = machine.start()
+        transaction.cancelClient = machine
+        transaction.isCancelTerminated = false
+        counters.cancelsSent += 1
+        performCancel(transaction, actions: actions)
+    }
+
+    private func performCancel(_ transaction: ProxyTransaction, actions: TransactionActions) {
+        if let message = actions.message, let bytes = transaction.cancelBytes, let hop = transaction.nextHop {
+            switch message {
+            case .request, .requestRetransmission: send(bytes, to: hop)
+            default: break
+            }
+        }
+        scheduleAll(actions.timers) { .cancel(transaction, $0) }
+        if actions.isTerminated {
+            transaction.isCancelTerminated = true
+            if transaction.isClientTerminated, let id = transaction.clientID, clientTransactions[id] === transaction {
+                clientTransactions.removeValue(forKey: id)
+            }
+            finishIfDone(transaction)
+        }
+    }
+
+    private func cancelResponseReceived(_ transaction: ProxyTransaction, statusCode: Int) {
+        guard var machine = transaction.cancelClient else { return }
+        let actions = machine.receiveResponse(statusCode: statusCode)
+        transaction.cancelClient = machine
+        performCancel(transaction, actions: actions)
+    }
+
+    func cancelTimerFired(_ transaction: ProxyTransaction, _ timer: TransactionTimer) {
+        guard var machine = transaction.cancelClient else { return }
+        let actions = machine.timerFired(timer)
+        transaction.cancelClient = machine
+        performCancel(transaction, actions: actions)
+    }
+}

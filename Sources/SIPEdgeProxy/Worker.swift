@@ -1,0 +1,261 @@
+import Logging
+import SIPEdgeConfig
+import SIPEdgeIO
+import SIPMessage
+import SIPTransaction
+
+/// A message received by some worker, with where it came from.
+struct Inbound {
+    let message: SIPMessage
+    let source: SocketAddress
+    let interfaceIndex: Int
+    let transport: Transport
+    let connection: StreamConnection?
+
+    /// The way back to the sender: the same connection, or the same socket to its address.
+    var replyHop: Hop {
+        Hop(transport: transport, address: source, interfaceIndex: interfaceIndex, connection: connection)
+    }
+}
+
+/// Moves a loop-confined value to another loop through `EventLoop.execute`; the receiving loop
+/// becomes its only user.
+struct Handover<Value>: @unchecked Sendable {
+    let value: Value
+}
+
+/// One event loop's share of the proxy. Every call (by Call-ID hash) lives on exactly one worker;
+/// messages that arrive on another worker are handed over, never shared under a lock. All state
+/// here is touched only from this worker's loop thread.
+final class Worker: @unchecked Sendable {
+    let index: Int
+    let loop: EventLoop
+    let context: ProxyContext
+    var logger: Logger
+
+    /// Our socket on each UDP interface (by interface index).
+    var udpSockets: [Int: UDPSocket] = [:]
+    var listeners: [StreamListener] = []
+    var serverTransactions: [UInt64: ProxyTransaction] = [:]
+    var clientTransactions: [UInt64: ProxyTransaction] = [:]
+    var dialogs = DialogTable()
+    var wheel: TimerWheel<TimerPurpose>
+    var counters = ProxyCounters()
+    private var transactionSequence: UInt64 = 0
+    private var tick: LoopTimer?
+
+    init(index: Int, loop: EventLoop, context: ProxyContext, logger: Logger) {
+        self.index = index
+        self.loop = loop
+        self.context = context
+        self.logger = logger
+        self.logger[metadataKey: "worker"] = "\(index)"
+        self.wheel = TimerWheel(tickMilliseconds: 10, nowMilliseconds: Int(loop.nowMilliseconds), reservingCapacity: 1024)
+    }
+
+    /// Opens this worker's sockets on every interface (SO_REUSEPORT, so all workers share them).
+    func openSockets() throws(SIPIOError) {
+        for interface in context.interfaces.all {
+            switch interface.transport {
+            case .udp:
+                let interfaceIndex = interface.index
+                udpSockets[interfaceIndex] = try UDPSocket(
+                    loop: loop, bindTo: interface.address, reusePort: true,
+                    receiveBufferBytes: context.configuration.udpReceiveBufferBytes
+                ) { [unowned self] received in
+                    self.receive(received, interfaceIndex: interfaceIndex)
+                }
+            case .tcp:
+                let interfaceIndex = interface.index
+                listeners.append(
+                    try StreamListener(loop: loop, bindTo: interface.address, reusePort: true) { [unowned self] connection in
+                        self.adopt(connection, interfaceIndex: interfaceIndex)
+                    })
+            }
+        }
+        tick = loop.scheduleRepeating(everyMilliseconds: 10) { [unowned self] in self.fireTimers() }
+    }
+
+    /// Stops listening; called on the loop thread at shutdown.
+    func closeSockets() {
+        tick?.cancel()
+        for socket in udpSockets.values { socket.close() }
+        for listener in listeners { listener.close() }
+        udpSockets.removeAll()
+        listeners.removeAll()
+    }
+
+    // MARK: Receiving
+
+    func receive(_ received: borrowing ReceivedMessage, interfaceIndex: Int) {
+        counters.messagesReceived += 1
+        let message: SIPMessage
+        do {
+            message = try SIPMessage(
+                parsing: received.bytes, framing: received.transport == .udp ? .datagram : .stream,
+                limits: context.scanLimits)
+        } catch {
+            let hop = Hop(
+                transport: received.transport, address: received.source, interfaceIndex: interfaceIndex,
+                connection: received.connection)
+            reject(error, replyHop: hop)
+            return
+        }
+        let inbound = Inbound(
+            message: message, source: received.source, interfaceIndex: interfaceIndex,
+            transport: received.transport, connection: received.connection)
+        dispatch(inbound)
+    }
+
+    /// Validates, then hands the message to the worker that owns its call.
+    func dispatch(_ inbound: Inbound) {
+        do {
+            try inbound.message.validateForProxy()
+        } catch {
+            reject(error, replyHop: inbound.replyHop)
+            return
+        }
+        let owner = context.ownerIndex(of: inbound.message)
+        if owner == index {
+            handle(inbound)
+        } else {
+            counters.handedOver += 1
+            let target = context.workers[owner]
+            let handover = Handover(value: inbound)
+            target.loop.execute { target.handle(handover.value) }
+        }
+    }
+
+    func handle(_ inbound: Inbound) {
+        if inbound.message.isRequest {
+            handleRequest(inbound)
+        } else {
+            handleResponse(inbound)
+        }
+    }
+
+    /// A message that cannot be proxied: answer requests we can answer (400 with the reason,
+    /// 505, 513), drop and count the rest.
+    func reject(_ error: SIPParseError, replyHop: Hop) {
+        guard let partial = error.partial, partial.isRequest, partial.method != .ack,
+            partial.firstHeader(.via) != nil
+        else {
+            counters.malformedDropped += 1
+            logger.debug("dropped unusable message", metadata: ["reason": "\(error.reasonPhrase)", "peer": "\(replyHop.address)"])
+            return
+        }
+        counters.malformedAnswered += 1
+        logger.debug("rejected request", metadata: ["reason": "\(error.reasonPhrase)", "peer": "\(replyHop.address)"])
+        let response = partial.makeResponse(
+            statusCode: error.statusCode, reasonPhrase: error.reasonPhrase, toTag: makeTag())
+        send(response, to: replyHop)
+    }
+
+    // MARK: Sending
+
+    /// Sends bytes along a hop: UDP from our socket on its interface, TCP on the hop's connection,
+    /// a pooled one, or a new one.
+    func send(_ bytes: [UInt8], to hop: Hop, onFailure: ((SIPIOError?) -> Void)? = nil) {
+        counters.messagesSent += 1
+        switch hop.transport {
+        case .udp:
+            guard let socket = udpSockets[hop.interfaceIndex] ?? udpSockets.values.first else {
+                counters.sendFailures += 1
+                onFailure?(nil)
+                return
+            }
+            socket.send(bytes, to: hop.address)
+        case .tcp:
+            let connection: StreamConnection
+            if let known = hop.connection, known.isOpen {
+                connection = known
+            } else if let pooled = context.connections.lookup(hop.address) {
+                connection = pooled
+            } else {
+                connection = connect(to: hop.address, interfaceIndex: hop.interfaceIndex)
+            }
+            if connection.loop === loop {
+                connection.send(bytes)
+            } else {
+                let handover = Handover(value: connection)
+                connection.loop.execute { handover.value.send(bytes) }
+            }
+        }
+    }
+
+    private func connect(to address: SocketAddress, interfaceIndex: Int) -> StreamConnection {
+        let connection = StreamConnection.connect(loop: loop, to: address)
+        counters.connectionsOpened += 1
+        adopt(connection, interfaceIndex: interfaceIndex)
+        return connection
+    }
+
+    /// Wires a stream connection (accepted or opened) to this worker and the shared pool.
+    func adopt(_ connection: StreamConnection, interfaceIndex: Int) {
+        context.connections.register(connection)
+        connection.maxMessageSize = context.configuration.maxMessageSize
+        connection.onMessage = { [unowned self] received in
+            self.receive(received, interfaceIndex: interfaceIndex)
+        }
+        connection.onMalformed = { [unowned self, unowned connection] received, reason in
+            self.counters.malformedDropped += 1
+            self.logger.info(
+                "closing connection after malformed stream data",
+                metadata: ["peer": "\(connection.remoteAddress)", "reason": "\(reason)"])
+            _ = received
+        }
+        connection.onClose = { [unowned self, unowned connection] error in
+            self.context.connections.unregister(connection)
+            if let error {
+                self.logger.debug("connection closed", metadata: ["peer": "\(connection.remoteAddress)", "error": "\(error)"])
+            }
+            self.connectionClosed(connection, error: error)
+        }
+    }
+
+    /// Transactions waiting on a connection that failed get a transport error (§17.1.4).
+    private func connectionClosed(_ connection: StreamConnection, error: SIPIOError?) {
+        for worker in context.workers {
+            let handover = Handover(value: connection)
+            let notify: @Sendable () -> Void = { worker.transportFailed(on: handover.value) }
+            if worker === self { notify() } else { worker.loop.execute(notify) }
+        }
+    }
+
+    // MARK: Timers
+
+    func schedule(_ purpose: TimerPurpose, afterMilliseconds delay: Int) {
+        _ = wheel.schedule(afterMilliseconds: max(delay, 1), payload: purpose)
+    }
+
+    func scheduleAll(_ starts: TimerStarts, _ make: (TransactionTimer) -> TimerPurpose) {
+        for start in starts { schedule(make(start.timer), afterMilliseconds: start.milliseconds) }
+    }
+
+    private func fireTimers() {
+        let now = Int(loop.nowMilliseconds)
+        while let purpose = wheel.popExpired(upTo: now) {
+            switch purpose {
+            case .server(let transaction, let timer): serverTimerFired(transaction, timer)
+            case .client(let transaction, let timer): clientTimerFired(transaction, timer)
+            case .cancel(let transaction, let timer): cancelTimerFired(transaction, timer)
+            case .dialog(let dialog, let timer): dialogTimerFired(dialog, timer)
+            }
+        }
+    }
+
+    // MARK: Identifiers
+
+    /// A transaction id unique across workers: the worker index in the top byte.
+    func nextTransactionID() -> UInt64 {
+        transactionSequence &+= 1
+        return UInt64(index) << 56 | (transactionSequence & 0x00FF_FFFF_FFFF_FFFF)
+    }
+
+    /// A to-tag for responses the proxy makes itself.
+    func makeTag() -> String {
+        var bytes: [UInt8] = []
+        bytes.append(hex: context.tagSeed ^ nextTransactionID() &* 0x9E37_79B9_7F4A_7C15, digits: 12)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

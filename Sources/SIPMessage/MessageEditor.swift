@@ -1,0 +1,138 @@
+/// Builds an outgoing message as edits of a received one (Kamailio's "lumps"): the original bytes
+/// are copied once, around the inserted, replaced and removed ranges, never re-serialised.
+public struct MessageEditor {
+    private struct Edit {
+        var range: ByteRange  // empty for an insertion
+        var replacement: [UInt8]
+        var sequence: Int
+    }
+
+    public let message: SIPMessage
+    private var edits: [Edit] = []
+
+    public init(_ message: SIPMessage) {
+        self.message = message
+        edits.reserveCapacity(8)
+    }
+
+    /// Inserts `bytes` before the byte at `offset`. Insertions at one offset keep their order.
+    public mutating func insert(_ bytes: [UInt8], at offset: Int) {
+        edits.append(Edit(range: ByteRange(offset: offset, count: 0), replacement: bytes, sequence: edits.count))
+    }
+
+    /// Replaces the bytes of `range`. Ranges of different edits must not overlap.
+    public mutating func replace(_ range: ByteRange, with bytes: [UInt8]) {
+        edits.append(Edit(range: range, replacement: bytes, sequence: edits.count))
+    }
+
+    /// Removes the bytes of `range`.
+    public mutating func remove(_ range: ByteRange) {
+        replace(range, with: [])
+    }
+
+    /// Removes a whole header line, line ending included.
+    public mutating func remove(_ header: SIPHeader) {
+        remove(header.lineRange)
+    }
+
+    /// The edited message, in one exactly sized buffer.
+    public func render() -> [UInt8] {
+        let ordered = edits.sorted {
+            $0.range.offset != $1.range.offset ? $0.range.offset < $1.range.offset : $0.sequence < $1.sequence
+        }
+        var size = message.byteCount
+        for edit in ordered { size += edit.replacement.count - edit.range.count }
+        var output: [UInt8] = []
+        output.reserveCapacity(size)
+        message.withAllBytes { raw in
+            var position = 0
+            for edit in ordered {
+                precondition(edit.range.offset >= position, "overlapping message edits")
+                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<edit.range.offset]))
+                output.append(contentsOf: edit.replacement)
+                position = edit.range.end
+            }
+            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<raw.count]))
+        }
+        return output
+    }
+}
+
+/// Appends SIP text to a byte buffer without going through String formatting.
+extension Array where Element == UInt8 {
+    public mutating func append(ascii text: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    public mutating func append(text: String) {
+        var text = text
+        text.withUTF8 { append(contentsOf: $0) }
+    }
+
+    public mutating func append(decimal value: Int) {
+        if value < 0 {
+            append(UInt8(ascii: "-"))
+            append(decimal: -value)
+            return
+        }
+        if value >= 10 { append(decimal: value / 10) }
+        append(UInt8(ascii: "0") + UInt8(value % 10))
+    }
+
+    /// Appends `value` as `digits` lowercase hexadecimal characters.
+    public mutating func append(hex value: UInt64, digits: Int = 16) {
+        let alphabet: StaticString = "0123456789abcdef"
+        var shift = (digits - 1) * 4
+        while shift >= 0 {
+            append(alphabet.utf8Start[Int((value >> UInt64(shift)) & 0xF)])
+            shift -= 4
+        }
+    }
+}
+
+extension SIPMessage {
+    /// Appends the bytes of `range` to `output`.
+    public func append(_ range: ByteRange, to output: inout [UInt8]) {
+        withBytes(range) { output.append(contentsOf: $0) }
+    }
+
+    /// Builds a response to this request from its Via, From, To, Call-ID and CSeq (RFC 3261
+    /// §8.2.6.2). A To tag is added when the To header has none and the code is above 100.
+    ///
+    /// - Parameters:
+    ///   - extraHeaders: complete header lines, each ending in CRLF.
+    public func makeResponse(
+        statusCode: Int, reasonPhrase: String, toTag: String? = nil, extraHeaders: [UInt8] = []
+    ) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(512)
+        output.append(ascii: "SIP/2.0 ")
+        output.append(decimal: statusCode)
+        output.append(UInt8(ascii: " "))
+        output.append(text: reasonPhrase)
+        output.append(ascii: "\r\n")
+        for index in 0..<headerCount {
+            let header = header(at: index)
+            switch header.name {
+            case .via, .from, .callID, .cseq:
+                append(ByteRange(offset: header.nameRange.offset, count: header.valueRange.end - header.nameRange.offset), to: &output)
+                output.append(ascii: "\r\n")
+            case .to:
+                append(ByteRange(offset: header.nameRange.offset, count: header.valueRange.end - header.nameRange.offset), to: &output)
+                if statusCode > 100, let toTag, nameAddress(header.valueRange)?.tagRange == nil {
+                    output.append(ascii: ";tag=")
+                    output.append(text: toTag)
+                }
+                output.append(ascii: "\r\n")
+            default:
+                if header.name == .other, equalsIgnoringCase(header.nameRange, "Timestamp"), statusCode == 100 {
+                    append(ByteRange(offset: header.nameRange.offset, count: header.valueRange.end - header.nameRange.offset), to: &output)
+                    output.append(ascii: "\r\n")
+                }
+            }
+        }
+        output.append(contentsOf: extraHeaders)
+        output.append(ascii: "Content-Length: 0\r\n\r\n")
+        return output
+    }
+}
