@@ -23,7 +23,8 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg) {
     csip_io_loop *loop = arg;
     /* Cleared before the callback, so a wake that races with it schedules another run. */
     atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
-    loop->on_wake(loop->wake_ctx);
+    if (loop->on_wake != NULL)
+        loop->on_wake(loop->wake_ctx);
 }
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg) {
@@ -31,7 +32,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg) {
     event_base_loopbreak(loop->base);
 }
 
-int csip_io_loop_new(csip_io_wake_cb on_wake, void *ctx, csip_io_loop **out) {
+int csip_io_loop_new(csip_io_loop **out) {
     pthread_once(&threads_once, enable_threads);
     if (threads_result != 0)
         return CSIP_IO_ERR_LIBEVENT;
@@ -39,8 +40,6 @@ int csip_io_loop_new(csip_io_wake_cb on_wake, void *ctx, csip_io_loop **out) {
     csip_io_loop *loop = calloc(1, sizeof(*loop));
     if (loop == NULL)
         return -ENOMEM;
-    loop->on_wake = on_wake;
-    loop->wake_ctx = ctx;
     loop->base = event_base_new();
     if (loop->base == NULL)
         goto fail;
@@ -54,6 +53,11 @@ int csip_io_loop_new(csip_io_wake_cb on_wake, void *ctx, csip_io_loop **out) {
 fail:
     csip_io_loop_free(loop);
     return CSIP_IO_ERR_LIBEVENT;
+}
+
+void csip_io_loop_set_wake_handler(csip_io_loop *loop, csip_io_wake_cb on_wake, void *ctx) {
+    loop->on_wake = on_wake;
+    loop->wake_ctx = ctx;
 }
 
 void csip_io_loop_free(csip_io_loop *loop) {
@@ -102,18 +106,21 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg) {
     timer->cb(timer->ctx);
 }
 
-csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating, csip_io_timer_cb cb, void *ctx) {
-    csip_io_timer *timer = malloc(sizeof(*timer));
+csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating) {
+    csip_io_timer *timer = calloc(1, sizeof(*timer));
     if (timer == NULL)
         return NULL;
-    timer->cb = cb;
-    timer->ctx = ctx;
     timer->event = event_new(loop->base, -1, repeating ? EV_PERSIST : 0, timer_cb, timer);
     if (timer->event == NULL) {
         free(timer);
         return NULL;
     }
     return timer;
+}
+
+void csip_io_timer_attach(csip_io_timer *timer, csip_io_timer_cb cb, void *ctx) {
+    timer->cb = cb;
+    timer->ctx = ctx;
 }
 
 int csip_io_timer_start(csip_io_timer *timer, uint64_t milliseconds) {

@@ -111,7 +111,7 @@ static int consume_keepalive(csip_io_stream *stream, struct evbuffer *input, siz
 }
 
 static void report_malformed(csip_io_stream *stream, const char *bytes, size_t length, int scan_error) {
-    stream->callbacks.on_malformed(stream->ctx, (const uint8_t *)bytes, length, scan_error);
+    stream->callbacks.on_malformed(stream->ctx, (const uint8_t *)bytes, length, csip_scan_strerror(scan_error));
     begin_close(stream, CSIP_IO_ERR_FRAMING);
 }
 
@@ -399,7 +399,7 @@ static void accept_error_cb(struct evconnlistener *evlistener, void *arg) {
 }
 
 int csip_io_listener_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
-                          int reuse_port, csip_io_accept_cb on_accept, void *ctx, csip_io_listener **out) {
+                          int reuse_port, csip_io_listener **out) {
     int fd = csip_io_bound_socket_(address, address_length, SOCK_STREAM, reuse_port, 0);
     if (fd < 0)
         return fd;
@@ -414,8 +414,6 @@ int csip_io_listener_open(csip_io_loop *loop, const struct sockaddr *address, so
         return -ENOMEM;
     }
     listener->loop = loop;
-    listener->on_accept = on_accept;
-    listener->ctx = ctx;
     listener->local_length = sizeof(listener->local);
     if (getsockname(fd, (struct sockaddr *)&listener->local, &listener->local_length) != 0) {
         int error = -errno;
@@ -426,7 +424,7 @@ int csip_io_listener_open(csip_io_loop *loop, const struct sockaddr *address, so
     listener->resume = event_new(loop->base, -1, 0, resume_cb, listener);
     /* Backlog 0: the socket is already listening. */
     listener->listener = evconnlistener_new(loop->base, accept_cb, listener,
-                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED, 0, fd);
     if (listener->listener == NULL) {
         close(fd);
         destroy_listener(listener);
@@ -439,6 +437,12 @@ int csip_io_listener_open(csip_io_loop *loop, const struct sockaddr *address, so
     evconnlistener_set_error_cb(listener->listener, accept_error_cb);
     *out = listener;
     return 0;
+}
+
+void csip_io_listener_start(csip_io_listener *listener, csip_io_accept_cb on_accept, void *ctx) {
+    listener->on_accept = on_accept;
+    listener->ctx = ctx;
+    evconnlistener_enable(listener->listener);
 }
 
 const struct sockaddr *csip_io_listener_local_address(const csip_io_listener *listener, socklen_t *length) {

@@ -134,8 +134,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
 }
 
 int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
-                     const csip_io_udp_options *options, csip_io_udp_batch_cb on_batch, void *ctx,
-                     csip_io_udp **out) {
+                     const csip_io_udp_options *options, csip_io_udp **out) {
     size_t slot_size = options->max_datagram_size;
     if (slot_size == 0 || slot_size > MAX_UDP_PAYLOAD)
         return -EINVAL;
@@ -151,8 +150,6 @@ int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen
     }
     udp->loop = loop;
     udp->fd = fd;
-    udp->on_batch = on_batch;
-    udp->ctx = ctx;
     udp->slot_size = slot_size;
     udp->local_length = sizeof(udp->local);
     if (getsockname(fd, (struct sockaddr *)&udp->local, &udp->local_length) != 0) {
@@ -169,8 +166,7 @@ int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen
         destroy(udp);
         return -ENOMEM;
     }
-    if (udp->read_event == NULL || udp->write_event == NULL || udp->flush_event == NULL ||
-        event_add(udp->read_event, NULL) != 0) {
+    if (udp->read_event == NULL || udp->write_event == NULL || udp->flush_event == NULL) {
         destroy(udp);
         return CSIP_IO_ERR_LIBEVENT;
     }
@@ -186,13 +182,19 @@ int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen
     return 0;
 }
 
+int csip_io_udp_start(csip_io_udp *udp, csip_io_udp_batch_cb on_batch, void *ctx) {
+    udp->on_batch = on_batch;
+    udp->ctx = ctx;
+    return event_add(udp->read_event, NULL) == 0 ? 0 : CSIP_IO_ERR_LIBEVENT;
+}
+
 const struct sockaddr *csip_io_udp_local_address(const csip_io_udp *udp, socklen_t *length) {
     *length = udp->local_length;
     return (const struct sockaddr *)&udp->local;
 }
 
-int csip_io_udp_send(csip_io_udp *udp, const void *bytes, size_t length, const struct sockaddr *to,
-                     socklen_t to_length) {
+static int enqueue(csip_io_udp *udp, const void *bytes, size_t length, const struct sockaddr *to,
+                   socklen_t to_length) {
     if (udp->closed)
         return CSIP_IO_ERR_CLOSED;
     int checked = csip_io_check_address_(to, to_length);
@@ -204,10 +206,8 @@ int csip_io_udp_send(csip_io_udp *udp, const void *bytes, size_t length, const s
         return -EMSGSIZE;
     if (udp->send_end == SEND_SLOTS || udp->send_slab_used + length > SEND_SLAB_BYTES) {
         flush(udp);
-        if (udp->send_end == SEND_SLOTS || udp->send_slab_used + length > SEND_SLAB_BYTES) {
-            udp->send_failures++;
+        if (udp->send_end == SEND_SLOTS || udp->send_slab_used + length > SEND_SLAB_BYTES)
             return -ENOBUFS;
-        }
     }
 
     unsigned slot = udp->send_end++;
@@ -227,6 +227,14 @@ int csip_io_udp_send(csip_io_udp *udp, const void *bytes, size_t length, const s
     if (!udp->dispatching && udp->send_end - udp->send_first == 1)
         event_active(udp->flush_event, 0, 1);
     return 0;
+}
+
+int csip_io_udp_send(csip_io_udp *udp, const void *bytes, size_t length, const struct sockaddr *to,
+                     socklen_t to_length) {
+    int result = enqueue(udp, bytes, length, to, to_length);
+    if (result != 0)
+        udp->send_failures++;
+    return result;
 }
 
 uint64_t csip_io_udp_truncated_count(const csip_io_udp *udp) { return udp->truncated; }

@@ -46,7 +46,9 @@ typedef struct csip_io_loop csip_io_loop;
 typedef void (*csip_io_wake_cb)(void *ctx);
 
 /* Creates a loop (and enables libevent's pthread locking once per process). 0 or negative error. */
-int csip_io_loop_new(csip_io_wake_cb on_wake, void *ctx, csip_io_loop **out);
+int csip_io_loop_new(csip_io_loop **out);
+/* Sets what csip_io_loop_wake schedules; before the loop runs or any thread wakes it. */
+void csip_io_loop_set_wake_handler(csip_io_loop *loop, csip_io_wake_cb on_wake, void *ctx);
 /* Frees the loop; pending DNS lookups complete with an error first. Every other
  * handle created on this loop must be freed before. */
 void csip_io_loop_free(csip_io_loop *loop);
@@ -63,7 +65,9 @@ typedef struct csip_io_timer csip_io_timer;
 typedef void (*csip_io_timer_cb)(void *ctx);
 
 /* A timer that fires once per csip_io_timer_start, or every interval when `repeating`. NULL on OOM. */
-csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating, csip_io_timer_cb cb, void *ctx);
+csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating);
+/* Sets the callback; before the first csip_io_timer_start. */
+void csip_io_timer_attach(csip_io_timer *timer, csip_io_timer_cb cb, void *ctx);
 /* (Re)arms the timer `milliseconds` from now. 0 or negative error. */
 int csip_io_timer_start(csip_io_timer *timer, uint64_t milliseconds);
 /* Disarms the timer; it will not fire until started again. */
@@ -96,21 +100,23 @@ typedef struct csip_io_udp_options {
     size_t max_datagram_size;  /* one slab slot; larger datagrams are dropped and counted */
 } csip_io_udp_options;
 
-/* Binds a UDP socket (IPv6 sockets are IPV6_V6ONLY) and starts receiving. 0 or negative error. */
+/* Binds a UDP socket (IPv6 sockets are IPV6_V6ONLY). 0 or negative error. */
 int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
-                     const csip_io_udp_options *options, csip_io_udp_batch_cb on_batch, void *ctx,
-                     csip_io_udp **out);
+                     const csip_io_udp_options *options, csip_io_udp **out);
+/* Starts receiving into on_batch. 0 or negative error. */
+int csip_io_udp_start(csip_io_udp *udp, csip_io_udp_batch_cb on_batch, void *ctx);
 /* The bound address (the kernel's port when 0 was asked for). */
 const struct sockaddr *csip_io_udp_local_address(const csip_io_udp *udp, socklen_t *length);
 /* Copies one datagram into the send queue. It leaves in a sendmmsg batch after the current receive
  * batch, or at the end of this loop iteration otherwise. 0, -EMSGSIZE, -EAFNOSUPPORT (family differs
- * from the socket's), -ENOBUFS (queue full while the socket is not writable: dropped and counted) or
- * CSIP_IO_ERR_CLOSED. */
+ * from the socket's), -ENOBUFS (queue full while the socket is not writable) or CSIP_IO_ERR_CLOSED;
+ * every failure is counted by csip_io_udp_send_failure_count. */
 int csip_io_udp_send(csip_io_udp *udp, const void *bytes, size_t length, const struct sockaddr *to,
                      socklen_t to_length);
 /* Datagrams dropped because they did not fit a slab slot (MSG_TRUNC). */
 uint64_t csip_io_udp_truncated_count(const csip_io_udp *udp);
-/* Datagrams given to csip_io_udp_send that never left: queue overflow, or refused by sendmmsg. */
+/* Datagrams given to csip_io_udp_send that never left: refused by csip_io_udp_send or by sendmmsg,
+ * or still queued at close. */
 uint64_t csip_io_udp_send_failure_count(const csip_io_udp *udp);
 /* Stops receiving, tries once to send what is queued, closes the descriptor. Idempotent. */
 void csip_io_udp_close(csip_io_udp *udp);
@@ -124,9 +130,9 @@ typedef struct csip_io_stream csip_io_stream;
 typedef struct csip_io_stream_callbacks {
     /* One complete SIP message (start line through body), contiguous. */
     void (*on_message)(void *ctx, const uint8_t *bytes, size_t length);
-    /* The framing failed (scan_error is enum csip_scan_error); bytes are what was scanned. The
-     * stream stops reading and closes once its pending output is flushed. */
-    void (*on_malformed)(void *ctx, const uint8_t *bytes, size_t length, int scan_error);
+    /* The framing failed; bytes are what was scanned, reason is csip_scan_strerror's static text.
+     * The stream stops reading and closes once its pending output is flushed. */
+    void (*on_malformed)(void *ctx, const uint8_t *bytes, size_t length, const char *reason);
     /* Exactly once per attached stream, as the last callback: 0 for an orderly close (by the peer,
      * or by csip_io_stream_close), otherwise a negative error (CSIP_IO_ERR_FRAMING after
      * on_malformed). Never called from inside csip_io_stream_close or csip_io_stream_connect. */
@@ -165,7 +171,9 @@ typedef void (*csip_io_accept_cb)(void *ctx, csip_io_stream *stream);
 
 /* Binds and listens (SO_REUSEADDR; SO_REUSEPORT when reuse_port). 0 or negative error. */
 int csip_io_listener_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
-                          int reuse_port, csip_io_accept_cb on_accept, void *ctx, csip_io_listener **out);
+                          int reuse_port, csip_io_listener **out);
+/* Starts accepting into on_accept. */
+void csip_io_listener_start(csip_io_listener *listener, csip_io_accept_cb on_accept, void *ctx);
 const struct sockaddr *csip_io_listener_local_address(const csip_io_listener *listener, socklen_t *length);
 /* Stops accepting and closes the descriptor. Idempotent. */
 void csip_io_listener_close(csip_io_listener *listener);

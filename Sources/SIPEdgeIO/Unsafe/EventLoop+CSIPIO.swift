@@ -1,0 +1,74 @@
+import Glibc
+
+internal import CSIPIO
+
+extension EventLoop {
+    static func makeHandle() throws(SIPIOError) -> OpaquePointer {
+        var handle: OpaquePointer?
+        let result = csip_io_loop_new(&handle)
+        guard result == 0, let handle else {
+            throw SIPIOError(csipIOCode: result, operation: "create event loop")
+        }
+        return handle
+    }
+
+    /// Unretained: the loop frees its handle in deinit, so no wake can outlive it.
+    func installWakeHandler() {
+        csip_io_loop_set_wake_handler(
+            handle,
+            { context in Unmanaged<EventLoop>.fromOpaque(context!).takeUnretainedValue().runMailbox() },
+            Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    func runHandle() {
+        let result = csip_io_loop_run(handle)
+        precondition(result == 0, "event loop \(index) failed: \(String(cString: csip_io_strerror(result)))")
+    }
+
+    func stopHandle() { csip_io_loop_stop(handle) }
+    func wakeHandle() { csip_io_loop_wake(handle) }
+    func freeHandle() { csip_io_loop_free(handle) }
+
+    static func monotonicMilliseconds() -> UInt64 { csip_io_monotonic_ms() }
+
+    /// Looks up the A and AAAA records of `host` (the hosts file first, then the name servers of
+    /// /etc/resolv.conf) and calls `completion` on the loop's thread with the addresses (port 0),
+    /// each once. Names in /etc/hosts and numeric addresses complete before this returns.
+    public func resolve(host: String, completion: @escaping (Result<[SocketAddress], SIPIOError>) -> Void) {
+        let request = Unmanaged.passRetained(ResolveRequest(host: host, completion: completion))
+        host.withCString { name in
+            csip_io_resolve(handle, name, resolveCallback, request.toOpaque())
+        }
+    }
+}
+
+/// One pending lookup; C holds the retain until the callback takes it back.
+private final class ResolveRequest {
+    let host: String
+    let completion: (Result<[SocketAddress], SIPIOError>) -> Void
+
+    init(host: String, completion: @escaping (Result<[SocketAddress], SIPIOError>) -> Void) {
+        self.host = host
+        self.completion = completion
+    }
+}
+
+private func resolveCallback(
+    context: UnsafeMutableRawPointer?, error: Int32, addresses: UnsafePointer<sockaddr_storage>?, count: Int
+) {
+    let request = Unmanaged<ResolveRequest>.fromOpaque(context!).takeRetainedValue()
+    guard error == 0, let addresses else {
+        request.completion(.failure(SIPIOError(csipIOCode: error, operation: "resolve \(request.host)")))
+        return
+    }
+    var found: [SocketAddress] = []
+    for entry in UnsafeBufferPointer(start: addresses, count: count) {
+        let address = withUnsafePointer(to: entry) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress(sockaddr: $0) }
+        }
+        if let address, !found.contains(address) {
+            found.append(address)
+        }
+    }
+    request.completion(.success(found))
+}

@@ -1,0 +1,180 @@
+import Glibc
+import SIPEdgeIO
+import Testing
+
+/// One datagram as a test sees it.
+struct Datagram: Sendable, Equatable {
+    let bytes: [UInt8]
+    let source: SocketAddress
+    let local: SocketAddress
+    let transport: Transport
+    let hadConnection: Bool
+
+    init(_ message: borrowing ReceivedMessage) {
+        bytes = copyBytes(message)
+        source = message.source
+        local = message.local
+        transport = message.transport
+        hadConnection = message.connection != nil
+    }
+}
+
+@Suite("UDPSocket")
+struct UDPSocketTests {
+    @Test("round trip", arguments: ["127.0.0.1", "::1"])
+    func roundTrip(host: String) async throws {
+        let running = try RunningLoop()
+        let loop = running.loop
+        let any = try SocketAddress(ipAddress: host, port: 0)
+        let atServer = Recorder<Datagram>()
+        let atClient = Recorder<Datagram>()
+        let sockets = try await running.run {
+            // The server echoes every datagram back with a prefix.
+            let server = LoopBound(value: Box<UDPSocket>())
+            server.value.object = try UDPSocket(loop: loop, bindTo: any) { message in
+                atServer.append(Datagram(message))
+                server.value.object?.send(Array("echo:".utf8) + copyBytes(message), to: message.source)
+            }
+            let client = try UDPSocket(loop: loop, bindTo: any) { atClient.append(Datagram($0)) }
+            client.send(Array("ping".utf8), to: server.value.object!.localAddress)
+            return LoopBound(value: (server: server.value, client: client))
+        }
+        let serverAddress = sockets.value.server.object!.localAddress
+        let clientAddress = sockets.value.client.localAddress
+        #expect(serverAddress.ipAddress == host && serverAddress.port != 0)
+        #expect(await eventually { atClient.count == 1 })
+        #expect(
+            atServer.values == [
+                Datagram(bytes: Array("ping".utf8), source: clientAddress, local: serverAddress, transport: .udp)
+            ])
+        #expect(
+            atClient.values == [
+                Datagram(bytes: Array("echo:ping".utf8), source: serverAddress, local: clientAddress, transport: .udp)
+            ])
+        try await running.run {
+            sockets.value.server.object?.close()
+            sockets.value.client.close()
+        }
+        await running.shutdown()
+    }
+
+    @Test("a burst of datagrams from another loop all arrive, each once")
+    func burst() async throws {
+        let receiving = try RunningLoop(index: 0)
+        let sending = try RunningLoop(index: 1)
+        let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        let received = Recorder<Int>()
+        let receiver = try await receiving.run {
+            LoopBound(
+                value: try UDPSocket(loop: receiving.loop, bindTo: any, receiveBufferBytes: 4 << 20) { message in
+                    received.append(Int(String(decoding: copyBytes(message), as: UTF8.self).dropFirst(9))!)
+                })
+        }
+        let destination = receiver.value.localAddress
+        let total = 2000
+        let sender = try await sending.run { LoopBound(value: try UDPSocket(loop: sending.loop, bindTo: any) { _ in }) }
+        // 50 per loop iteration: each group leaves in sendmmsg batches.
+        for group in stride(from: 0, to: total, by: 50) {
+            try await sending.run {
+                for index in group..<(group + 50) {
+                    sender.value.send(Array("datagram \(index)".utf8), to: destination)
+                }
+            }
+        }
+        #expect(await eventually { received.count == total })
+        #expect(received.values.sorted() == Array(0..<total))
+        #expect(try await sending.run { sender.value.failedSends } == 0)
+        await sending.shutdown()
+        await receiving.shutdown()
+    }
+
+    @Test("datagrams larger than the slot are dropped and counted; one that fits exactly is delivered")
+    func truncated() async throws {
+        let running = try RunningLoop()
+        let loop = running.loop
+        let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        let received = Recorder<[UInt8]>()
+        let sockets = try await running.run {
+            let receiver = try UDPSocket(loop: loop, bindTo: any, maxDatagramSize: 512) { received.append(copyBytes($0)) }
+            let sender = try UDPSocket(loop: loop, bindTo: any) { _ in }
+            sender.send([UInt8](repeating: 0x41, count: 513), to: receiver.localAddress)
+            sender.send([UInt8](repeating: 0x42, count: 512), to: receiver.localAddress)
+            sender.send([UInt8](repeating: 0x43, count: 4000), to: receiver.localAddress)
+            sender.send(Array("small".utf8), to: receiver.localAddress)
+            return LoopBound(value: (receiver, sender))
+        }
+        #expect(await eventually { received.count == 2 })
+        #expect(received.values == [[UInt8](repeating: 0x42, count: 512), Array("small".utf8)])
+        #expect(try await running.run { sockets.value.0.truncatedDatagrams } == 2)
+        await running.shutdown()
+    }
+
+    @Test("two loops share one port with reusePort, and the port is refused without it")
+    func reusePort() async throws {
+        let first = try RunningLoop(index: 0)
+        let second = try RunningLoop(index: 1)
+        let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        let atFirst = Recorder<Int>()
+        let atSecond = Recorder<Int>()
+        let a = try await first.run {
+            LoopBound(value: try UDPSocket(loop: first.loop, bindTo: any, reusePort: true) { _ in atFirst.append(0) })
+        }
+        let shared = a.value.localAddress
+        let b = try await second.run {
+            LoopBound(value: try UDPSocket(loop: second.loop, bindTo: shared, reusePort: true) { _ in atSecond.append(1) })
+        }
+        #expect(b.value.localAddress == shared)
+        let refused = try await second.run { () -> SIPIOError? in
+            do throws(SIPIOError) {
+                _ = try UDPSocket(loop: second.loop, bindTo: shared) { _ in }
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(refused?.code == .system)
+        #expect(refused?.errno == EADDRINUSE)
+
+        // Many source ports, so the kernel's hash spreads them over both sockets.
+        let senders = 64
+        let clients = try await first.run {
+            LoopBound(value: try (0..<senders).map { _ in try UDPSocket(loop: first.loop, bindTo: any) { _ in } })
+        }
+        try await first.run {
+            for client in clients.value { client.send(Array("hello".utf8), to: shared) }
+        }
+        #expect(await eventually { atFirst.count + atSecond.count == senders })
+        #expect(atFirst.count > 0)
+        #expect(atSecond.count > 0)
+        await first.shutdown()
+        await second.shutdown()
+    }
+
+    @Test("a send to the other address family is refused and counted")
+    func wrongFamily() async throws {
+        let running = try RunningLoop()
+        let loop = running.loop
+        let failed = try await running.run { () -> Int in
+            let socket = try UDPSocket(loop: loop, bindTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0)) { _ in }
+            socket.send([1, 2, 3], to: try SocketAddress(ipAddress: "::1", port: 5060))
+            return socket.failedSends
+        }
+        #expect(failed == 1)
+        await running.shutdown()
+    }
+}
+
+/// A reference a callback can reach before the object it refers to exists.
+final class Box<Object> {
+    var object: Object?
+}
+
+extension Datagram {
+    init(bytes: [UInt8], source: SocketAddress, local: SocketAddress, transport: Transport) {
+        self.bytes = bytes
+        self.source = source
+        self.local = local
+        self.transport = transport
+        self.hadConnection = false
+    }
+}
