@@ -164,7 +164,11 @@ public struct Dialog: Sendable {
     ///   - method: the request's method.
     ///   - direction: which way it travels.
     ///   - cseq: its CSeq number.
-    public mutating func receiveRequest(_ method: InDialogMethod, direction: DialogDirection, cseq: UInt32) -> DialogActions {
+    public mutating func receiveRequest(
+        _ method: InDialogMethod,
+        direction: DialogDirection,
+        cseq: UInt32
+    ) -> DialogActions {
         guard state == .early || state == .confirmed else { return .none }
         var actions = DialogActions()
         if let last = lastCSeq(from: direction), cseq < last {
@@ -198,7 +202,10 @@ public struct Dialog: Sendable {
     ///   - requestDirection: the direction of the request it answers.
     ///   - cseq: the CSeq number of the request it answers.
     public mutating func receiveResponse(
-        statusCode: Int, method: InDialogMethod, requestDirection: DialogDirection, cseq: UInt32
+        statusCode: Int,
+        method: InDialogMethod,
+        requestDirection: DialogDirection,
+        cseq: UInt32
     ) -> DialogActions {
         guard state == .confirmed, (200...699).contains(statusCode) else { return .none }
         var actions = DialogActions()
@@ -252,7 +259,9 @@ public struct Dialog: Sendable {
         lastGeneration &+= 1
         if lastGeneration == 0 { lastGeneration = 1 }
         armedGenerations[Int(kind.rawValue)] = lastGeneration
-        actions.timers.append(DialogTimerStart(timer: DialogTimer(kind: kind, generation: lastGeneration), milliseconds: milliseconds))
+        actions.timers.append(
+            DialogTimerStart(timer: DialogTimer(kind: kind, generation: lastGeneration), milliseconds: milliseconds)
+        )
     }
 
     private mutating func disarm(_ kind: DialogTimer.Kind) {

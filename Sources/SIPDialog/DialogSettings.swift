@@ -10,9 +10,15 @@ public struct DialogSettings: Hashable, Sendable {
     /// Creates settings. The defaults: T1 500 ms, 5 minutes for the early phase (beyond a proxy's
     /// Timer C plus the wait after its CANCEL), 12 hours for a confirmed dialog without refresh.
     /// - Precondition: every value is positive.
-    public init(t1Milliseconds: Int = 500, earlyLifetimeMilliseconds: Int = 300_000, lifetimeMilliseconds: Int = 43_200_000) {
-        precondition(t1Milliseconds > 0 && earlyLifetimeMilliseconds > 0 && lifetimeMilliseconds > 0,
-            "dialog durations must be positive")
+    public init(
+        t1Milliseconds: Int = 500,
+        earlyLifetimeMilliseconds: Int = 300_000,
+        lifetimeMilliseconds: Int = 43_200_000
+    ) {
+        precondition(
+            t1Milliseconds > 0 && earlyLifetimeMilliseconds > 0 && lifetimeMilliseconds > 0,
+            "dialog durations must be positive"
+        )
         self.t1Milliseconds = t1Milliseconds
         self.earlyLifetimeMilliseconds = earlyLifetimeMilliseconds
         self.lifetimeMilliseconds = lifetimeMilliseconds

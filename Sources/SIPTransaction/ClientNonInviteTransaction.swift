@@ -77,7 +77,8 @@ public struct ClientNonInviteTransaction: Sendable {
         case (.timerE, .trying), (.timerE, .proceeding):
             actions.message = .requestRetransmission
             // §17.1.2.2: doubling up to T2 while Trying, every T2 once a provisional arrived.
-            timerEInterval = state == .trying ? min(2 * timerEInterval, settings.t2Milliseconds) : settings.t2Milliseconds
+            timerEInterval =
+                state == .trying ? min(2 * timerEInterval, settings.t2Milliseconds) : settings.t2Milliseconds
             actions.start(.timerE, after: timerEInterval, in: &armed)
         case (.timerF, .trying), (.timerF, .proceeding):
             actions.failure = .timeout(.timerF)

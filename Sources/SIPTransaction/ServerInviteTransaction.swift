@@ -34,7 +34,11 @@ public struct ServerInviteTransaction: Sendable {
     ///   - reliableTransport: whether the INVITE arrived over a reliable transport.
     ///   - sendsTryingImmediately: send 100 (Trying) on ``start()``; a UA that answers within 200 ms may not.
     ///   - settings: the timer values.
-    public init(reliableTransport: Bool, sendsTryingImmediately: Bool = true, settings: TimerSettings = TimerSettings()) {
+    public init(
+        reliableTransport: Bool,
+        sendsTryingImmediately: Bool = true,
+        settings: TimerSettings = TimerSettings()
+    ) {
         self.isReliableTransport = reliableTransport
         self.sendsTryingImmediately = sendsTryingImmediately
         self.settings = settings

@@ -57,7 +57,12 @@ public struct TimerWheel<Payload> {
     ///     lists when many timers are far in the future.
     ///   - nowMilliseconds: the current time; must not be negative.
     ///   - reservingCapacity: timers to make room for up front, so the warm-up does not allocate either.
-    public init(tickMilliseconds: Int = 10, slotCount: Int = 1024, nowMilliseconds: Int = 0, reservingCapacity: Int = 0) {
+    public init(
+        tickMilliseconds: Int = 10,
+        slotCount: Int = 1024,
+        nowMilliseconds: Int = 0,
+        reservingCapacity: Int = 0
+    ) {
         precondition(tickMilliseconds > 0, "the tick must be positive")
         precondition(slotCount > 0 && slotCount <= 1 << 20, "the slot count must be in 1...2^20")
         precondition(nowMilliseconds >= 0, "time must not be negative")
@@ -97,7 +102,15 @@ public struct TimerWheel<Payload> {
         } else {
             precondition(nodes.count < Int(Int32.max), "too many timers")
             index = Int32(nodes.count)
-            nodes.append(Node(payload: payload, deadlineTick: deadlineTick, previous: TimerWheel.none, next: TimerWheel.none, generation: 0))
+            nodes.append(
+                Node(
+                    payload: payload,
+                    deadlineTick: deadlineTick,
+                    previous: TimerWheel.none,
+                    next: TimerWheel.none,
+                    generation: 0
+                )
+            )
         }
         link(index, intoSlot: deadlineTick & (slotCount - 1))
         count += 1

@@ -100,6 +100,7 @@ public struct TimerStarts: RandomAccessCollection, Hashable, Sendable {
 ///
 /// Stored inline in the state machine; arming bumps one counter, so no allocation is involved.
 struct ArmedTimers: Sendable {
+    /// One slot per `TransactionTimer.Kind` case, indexed by its raw value.
     private var generations = InlineArray<14, UInt32>(repeating: 0)
     private var lastGeneration: UInt32 = 0
 

@@ -182,8 +182,10 @@ struct DialogTests {
     func byeInEarly() {
         var dialog = Self.invite()
         _ = dialog.receiveProvisional(statusCode: 180, toTag: "to-1")
-        #expect(Array(dialog.receiveRequest(.bye, direction: .callerToCallee, cseq: 11).events)
-            == [.terminated(.byeFromCaller)])
+        #expect(
+            Array(dialog.receiveRequest(.bye, direction: .callerToCallee, cseq: 11).events)
+                == [.terminated(.byeFromCaller)]
+        )
     }
 
     @Test("terminated(expired): no BYE within the lifetime after confirmation")
@@ -209,19 +211,33 @@ struct DialogTests {
         #expect(updated.startedTimers == ["lifetime=3600000"])
         harness.advance(to: 2_000_000)
         harness.input { $0.receiveRequest(.invite, direction: .callerToCallee, cseq: 11) }
-        harness.input { $0.receiveResponse(statusCode: 200, method: .invite, requestDirection: .callerToCallee, cseq: 11) }
+        harness.input {
+            $0.receiveResponse(statusCode: 200, method: .invite, requestDirection: .callerToCallee, cseq: 11)
+        }
         // A failed UPDATE and a 2xx to another method do not refresh.
         harness.advance(to: 3_000_000)
-        #expect(harness.input { $0.receiveResponse(statusCode: 500, method: .update, requestDirection: .callerToCallee, cseq: 12) } == .none)
-        #expect(harness.input { $0.receiveResponse(statusCode: 200, method: .other, requestDirection: .callerToCallee, cseq: 13) } == .none)
+        #expect(
+            harness.input {
+                $0.receiveResponse(statusCode: 500, method: .update, requestDirection: .callerToCallee, cseq: 12)
+            } == .none
+        )
+        #expect(
+            harness.input {
+                $0.receiveResponse(statusCode: 200, method: .other, requestDirection: .callerToCallee, cseq: 13)
+            } == .none
+        )
         harness.advance(to: 10_000_000)
 
         #expect(harness.dialog.state == .terminated(.expired))
         #expect(harness.events.last?.time == 5_600_000)
         // The ACK wait (ACKed), the early lifetime (confirmed) and the two superseded expiries.
         #expect(harness.ignoredFirings.map(\.time) == [33_000, 200_000, 3_601_000, 4_600_000])
-        #expect(harness.eventList == [.confirmed, .refreshed, .reinviteStarted, .reinviteCompleted(statusCode: 200), .refreshed,
-            .terminated(.expired)])
+        #expect(
+            harness.eventList == [
+                .confirmed, .refreshed, .reinviteStarted, .reinviteCompleted(statusCode: 200), .refreshed,
+                .terminated(.expired),
+            ]
+        )
     }
 
     @Test("terminated(earlyTimeout): no final response within the early lifetime")
@@ -284,7 +300,11 @@ struct DialogTests {
         // Retransmission, and a re-INVITE from the other side while one is pending (glare).
         #expect(harness.input { $0.receiveRequest(.invite, direction: .calleeToCaller, cseq: 1) } == .none)
         #expect(harness.input { $0.receiveRequest(.invite, direction: .callerToCallee, cseq: 11) } == .none)
-        #expect(harness.input { $0.receiveResponse(statusCode: 180, method: .invite, requestDirection: .calleeToCaller, cseq: 1) } == .none)
+        #expect(
+            harness.input {
+                $0.receiveResponse(statusCode: 180, method: .invite, requestDirection: .calleeToCaller, cseq: 1)
+            } == .none
+        )
         let glareAnswer = harness.input {
             $0.receiveResponse(statusCode: 491, method: .invite, requestDirection: .callerToCallee, cseq: 11)
         }
@@ -311,7 +331,11 @@ struct DialogTests {
         harness.input { $0.receiveRequest(.invite, direction: .callerToCallee, cseq: 11) }
         harness.input { $0.receiveRequest(.bye, direction: .callerToCallee, cseq: 12) }
         #expect(harness.dialog.reinviteInProgress == nil)
-        #expect(harness.input { $0.receiveResponse(statusCode: 200, method: .invite, requestDirection: .callerToCallee, cseq: 11) } == .none)
+        #expect(
+            harness.input {
+                $0.receiveResponse(statusCode: 200, method: .invite, requestDirection: .callerToCallee, cseq: 11)
+            } == .none
+        )
         #expect(harness.eventList == [.confirmed, .reinviteStarted, .terminated(.byeFromCaller)])
     }
 
@@ -320,7 +344,10 @@ struct DialogTests {
         var dialog = Self.invite()
         #expect(dialog.receiveRequest(.bye, direction: .callerToCallee, cseq: 11) == .none)
         #expect(dialog.receiveACK() == .none)
-        #expect(dialog.receiveResponse(statusCode: 200, method: .update, requestDirection: .callerToCallee, cseq: 11) == .none)
+        #expect(
+            dialog.receiveResponse(statusCode: 200, method: .update, requestDirection: .callerToCallee, cseq: 11)
+                == .none
+        )
         #expect(dialog.receiveFinalResponse(statusCode: 180, toTag: "to-1") == .none)
         #expect(dialog.receiveFinalResponse(statusCode: 700, toTag: "to-1") == .none)
         #expect(dialog.state == .initial)
@@ -344,7 +371,12 @@ struct DialogTests {
         let ackWait = confirmed.timers[0].timer
         let firstLifetime = confirmed.timers[1].timer
         _ = dialog.receiveRequest(.update, direction: .callerToCallee, cseq: 11)
-        let refreshed = dialog.receiveResponse(statusCode: 200, method: .update, requestDirection: .callerToCallee, cseq: 11)
+        let refreshed = dialog.receiveResponse(
+            statusCode: 200,
+            method: .update,
+            requestDirection: .callerToCallee,
+            cseq: 11
+        )
         #expect(dialog.timerFired(firstLifetime) == .none)
         #expect(Array(dialog.timerFired(ackWait).events) == [.terminated(.ackTimeout)])
         #expect(dialog.timerFired(ackWait) == .none)

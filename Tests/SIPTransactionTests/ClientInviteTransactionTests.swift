@@ -24,7 +24,9 @@ struct ClientInviteTransactionTests {
 
         #expect(harness.times(of: .request) == [0])
         #expect(harness.times(of: .requestRetransmission) == [500, 1_500, 3_500, 7_500, 15_500, 31_500])
-        let aIntervals = harness.log.flatMap { $0.actions.timers.filter { $0.timer.kind == .timerA }.map(\.milliseconds) }
+        let aIntervals = harness.log.flatMap {
+            $0.actions.timers.filter { $0.timer.kind == .timerA }.map(\.milliseconds)
+        }
         #expect(aIntervals == [500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000])
         #expect(harness.times(of: .timeout(.timerB)) == [32_000])
         #expect(harness.terminationTimes == [32_000])
@@ -95,8 +97,14 @@ struct ClientInviteTransactionTests {
         var transaction = ClientInviteTransaction(reliableTransport: true)
         _ = transaction.start()
         let final = transaction.receiveResponse(statusCode: 603)
-        #expect(final == TransactionActions(
-            message: .ack, delivery: .response(statusCode: 603, isFirstOfKind: true), isTerminated: true))
+        #expect(
+            final
+                == TransactionActions(
+                    message: .ack,
+                    delivery: .response(statusCode: 603, isFirstOfKind: true),
+                    isTerminated: true
+                )
+        )
         #expect(transaction.state == .terminated)
     }
 
@@ -112,10 +120,14 @@ struct ClientInviteTransactionTests {
         #expect(harness.machine.state == .accepted)
 
         harness.run(until: 5_000)
-        #expect(harness.input { $0.receiveResponse(statusCode: 200) }.delivery
-            == .response(statusCode: 200, isFirstOfKind: false))
-        #expect(harness.input { $0.receiveResponse(statusCode: 202) }.delivery
-            == .response(statusCode: 202, isFirstOfKind: false))
+        #expect(
+            harness.input { $0.receiveResponse(statusCode: 200) }.delivery
+                == .response(statusCode: 200, isFirstOfKind: false)
+        )
+        #expect(
+            harness.input { $0.receiveResponse(statusCode: 202) }.delivery
+                == .response(statusCode: 202, isFirstOfKind: false)
+        )
         #expect(harness.input { $0.receiveResponse(statusCode: 183) } == .none)
         #expect(harness.input { $0.receiveResponse(statusCode: 486) } == .none)
         #expect(harness.input { $0.transportError() } == .none)
@@ -156,7 +168,9 @@ struct ClientInviteTransactionTests {
     @Test("Timer C before any provisional times the transaction out like a 408")
     func timerCInCalling() {
         let settings = TimerSettings(timerCMilliseconds: 20_000)
-        var harness = TransactionHarness(ClientInviteTransaction(reliableTransport: false, usesTimerC: true, settings: settings))
+        var harness = TransactionHarness(
+            ClientInviteTransaction(reliableTransport: false, usesTimerC: true, settings: settings)
+        )
         harness.input { $0.start() }
         harness.run(until: 40_000)
         #expect(harness.times(of: .timeout(.timerC)) == [20_000])

@@ -11,8 +11,10 @@ struct ClientNonInviteTransactionTests {
         #expect(started.startedTimers == ["timerE=500", "timerF=32000"])
         harness.run(until: 40_000)
 
-        #expect(harness.times(of: .requestRetransmission)
-            == [500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500])
+        #expect(
+            harness.times(of: .requestRetransmission)
+                == [500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+        )
         #expect(harness.times(of: .timeout(.timerF)) == [32_000])
         #expect(harness.terminationTimes == [32_000])
         #expect(harness.ignoredFirings.map(\.firedTimer) == [.timerE])
@@ -26,13 +28,17 @@ struct ClientNonInviteTransactionTests {
         let provisional = harness.input { $0.receiveResponse(statusCode: 100) }
         #expect(provisional == TransactionActions(delivery: .response(statusCode: 100, isFirstOfKind: true)))
         #expect(harness.machine.state == .proceeding)
-        #expect(harness.input { $0.receiveResponse(statusCode: 180) }.delivery
-            == .response(statusCode: 180, isFirstOfKind: false))
+        #expect(
+            harness.input { $0.receiveResponse(statusCode: 180) }.delivery
+                == .response(statusCode: 180, isFirstOfKind: false)
+        )
         harness.run(until: 40_000)
 
         // The E armed at 500 for 1 000 ms fires at 1 500; from then on every T2.
-        #expect(harness.times(of: .requestRetransmission)
-            == [500, 1_500, 5_500, 9_500, 13_500, 17_500, 21_500, 25_500, 29_500])
+        #expect(
+            harness.times(of: .requestRetransmission)
+                == [500, 1_500, 5_500, 9_500, 13_500, 17_500, 21_500, 25_500, 29_500]
+        )
         #expect(harness.times(of: .timeout(.timerF)) == [32_000])
     }
 
@@ -64,7 +70,9 @@ struct ClientNonInviteTransactionTests {
         harness.run(until: 10_000)
         #expect(harness.times(of: .requestRetransmission).isEmpty)
         let final = harness.input { $0.receiveResponse(statusCode: 404) }
-        #expect(final == TransactionActions(delivery: .response(statusCode: 404, isFirstOfKind: true), isTerminated: true))
+        #expect(
+            final == TransactionActions(delivery: .response(statusCode: 404, isFirstOfKind: true), isTerminated: true)
+        )
         harness.run(until: 40_000)
         #expect(harness.ignoredFirings.map(\.firedTimer) == [.timerF])
     }

@@ -28,8 +28,14 @@ struct ResponseContextTests {
     func provisionals() {
         var context = context(branches: 2)
         #expect(context.receiveResponse(statusCode: 100, fromBranch: 0).forward == nil)
-        #expect(context.receiveResponse(statusCode: 180, fromBranch: 0).forward == UpstreamResponse(statusCode: 180, branch: 0))
-        #expect(context.receiveResponse(statusCode: 183, fromBranch: 1).forward == UpstreamResponse(statusCode: 183, branch: 1))
+        #expect(
+            context.receiveResponse(statusCode: 180, fromBranch: 0).forward
+                == UpstreamResponse(statusCode: 180, branch: 0)
+        )
+        #expect(
+            context.receiveResponse(statusCode: 183, fromBranch: 1).forward
+                == UpstreamResponse(statusCode: 183, branch: 1)
+        )
         _ = context.receiveResponse(statusCode: 200, fromBranch: 1)
         #expect(context.receiveResponse(statusCode: 180, fromBranch: 0).forward == nil)
     }
@@ -47,7 +53,10 @@ struct ResponseContextTests {
         let cancelled = context.receiveResponse(statusCode: 487, fromBranch: 0)
         #expect(cancelled.forward == nil && cancelled.allBranchesCompleted)
         #expect(context.forwardBestResponse() == nil)
-        #expect(context.receiveResponse(statusCode: 200, fromBranch: 0).forward == UpstreamResponse(statusCode: 200, branch: 0))
+        #expect(
+            context.receiveResponse(statusCode: 200, fromBranch: 0).forward
+                == UpstreamResponse(statusCode: 200, branch: 0)
+        )
         #expect(context.receiveResponse(statusCode: 200, fromBranch: 1).branchesToCancel.isEmpty)
     }
 
@@ -56,7 +65,10 @@ struct ResponseContextTests {
         var context = context(branches: 1)
         _ = context.receiveResponse(statusCode: 408, fromBranch: 0)
         #expect(context.forwardBestResponse()?.statusCode == 408)
-        #expect(context.receiveResponse(statusCode: 200, fromBranch: 0).forward == UpstreamResponse(statusCode: 200, branch: 0))
+        #expect(
+            context.receiveResponse(statusCode: 200, fromBranch: 0).forward
+                == UpstreamResponse(statusCode: 200, branch: 0)
+        )
         #expect(context.hasForwarded2xx)
     }
 
@@ -95,7 +107,9 @@ struct ResponseContextTests {
         ]
         for (codes, expected) in cases {
             var context = context(branches: codes.count)
-            for (branch, code) in codes.enumerated() { _ = context.receiveResponse(statusCode: code, fromBranch: branch) }
+            for (branch, code) in codes.enumerated() {
+                _ = context.receiveResponse(statusCode: code, fromBranch: branch)
+            }
             #expect(context.bestResponse == expected, "\(codes)")
         }
     }
@@ -115,7 +129,9 @@ struct ResponseContextTests {
         _ = context.receiveResponse(statusCode: 407, fromBranch: 1)
         _ = context.receiveResponse(statusCode: 401, fromBranch: 2)
         #expect(Array(context.challengeBranches) == [1, 2])
-        #expect(context.forwardBestResponse() == UpstreamResponse(statusCode: 407, branch: 1, aggregatesChallenges: true))
+        #expect(
+            context.forwardBestResponse() == UpstreamResponse(statusCode: 407, branch: 1, aggregatesChallenges: true)
+        )
 
         var single = self.context(branches: 2)
         _ = single.receiveResponse(statusCode: 401, fromBranch: 0)

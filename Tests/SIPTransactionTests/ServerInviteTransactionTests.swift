@@ -9,9 +9,15 @@ struct ServerInviteTransactionTests {
         #expect(transaction.start() == TransactionActions(message: .response(statusCode: 100)))
         #expect(transaction.state == .proceeding)
         #expect(transaction.start() == .none)
-        #expect(transaction.receiveRequestRetransmission() == TransactionActions(message: .responseRetransmission(statusCode: 100)))
+        #expect(
+            transaction.receiveRequestRetransmission()
+                == TransactionActions(message: .responseRetransmission(statusCode: 100))
+        )
         #expect(transaction.sendResponse(statusCode: 180) == TransactionActions(message: .response(statusCode: 180)))
-        #expect(transaction.receiveRequestRetransmission() == TransactionActions(message: .responseRetransmission(statusCode: 180)))
+        #expect(
+            transaction.receiveRequestRetransmission()
+                == TransactionActions(message: .responseRetransmission(statusCode: 180))
+        )
         #expect(transaction.lastResponseStatusCode == 180)
         #expect(transaction.receiveACK() == .none)
         #expect(transaction.state == .proceeding)
@@ -46,7 +52,9 @@ struct ServerInviteTransactionTests {
         #expect(harness.input { $0.receiveRequestRetransmission() } == .none)
         harness.run(until: 40_000)
 
-        #expect(harness.times(of: .responseRetransmission(statusCode: 486)) == [1_500, 2_500, 4_500, 8_500, 10_000, 12_500])
+        #expect(
+            harness.times(of: .responseRetransmission(statusCode: 486)) == [1_500, 2_500, 4_500, 8_500, 10_000, 12_500]
+        )
         #expect(harness.terminationTimes == [19_000])
         #expect(harness.effectiveFirings.last?.firedTimer == .timerI)
         #expect(harness.ignoredFirings.map(\.firedTimer) == [.timerG, .timerH])
@@ -59,8 +67,10 @@ struct ServerInviteTransactionTests {
         harness.input { $0.start() }
         harness.input { $0.sendResponse(statusCode: 503) }
         harness.run(until: 40_000)
-        #expect(harness.times(of: .responseRetransmission(statusCode: 503))
-            == [500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500])
+        #expect(
+            harness.times(of: .responseRetransmission(statusCode: 503))
+                == [500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500]
+        )
         #expect(harness.times(of: .timeout(.timerH)) == [32_000])
         #expect(harness.terminationTimes == [32_000])
         #expect(harness.machine.state == .terminated)

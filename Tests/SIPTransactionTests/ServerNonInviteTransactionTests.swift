@@ -9,7 +9,10 @@ struct ServerNonInviteTransactionTests {
         #expect(harness.input { $0.start() } == .none)
         #expect(harness.machine.state == .trying)
         #expect(harness.input { $0.receiveRequestRetransmission() } == .none)
-        #expect(harness.input { $0.sendResponse(statusCode: 100) } == TransactionActions(message: .response(statusCode: 100)))
+        #expect(
+            harness.input { $0.sendResponse(statusCode: 100) }
+                == TransactionActions(message: .response(statusCode: 100))
+        )
         #expect(harness.machine.state == .proceeding)
         #expect(harness.input { $0.receiveRequestRetransmission() }.message == .responseRetransmission(statusCode: 100))
         harness.run(until: 1_000)
@@ -31,7 +34,10 @@ struct ServerNonInviteTransactionTests {
     func reliableFinal() {
         var transaction = ServerNonInviteTransaction(reliableTransport: true)
         _ = transaction.start()
-        #expect(transaction.sendResponse(statusCode: 202) == TransactionActions(message: .response(statusCode: 202), isTerminated: true))
+        #expect(
+            transaction.sendResponse(statusCode: 202)
+                == TransactionActions(message: .response(statusCode: 202), isTerminated: true)
+        )
         #expect(transaction.state == .terminated)
         #expect(transaction.sendResponse(statusCode: 200) == .none)
     }

@@ -1,10 +1,13 @@
-@testable import SIPTransaction
 import Testing
+
+@testable import SIPTransaction
 
 @Suite("Timer wheel")
 struct TimerWheelTests {
     /// Advances `wheel` in steps of `step` up to `end`, recording (time, payload) of every firing.
-    private func drive(_ wheel: inout TimerWheel<Int>, from start: Int, to end: Int, step: Int) -> [(time: Int, payload: Int)] {
+    private func drive(_ wheel: inout TimerWheel<Int>, from start: Int, to end: Int, step: Int) -> [(
+        time: Int, payload: Int
+    )] {
         var fired: [(time: Int, payload: Int)] = []
         var now = start
         while now < end {
@@ -36,7 +39,7 @@ struct TimerWheelTests {
     func resolution() {
         var wheel = TimerWheel<Int>(tickMilliseconds: 10, nowMilliseconds: 1_003)
         _ = wheel.schedule(afterMilliseconds: 25, payload: 1)  // due at 1 028
-        _ = wheel.schedule(afterMilliseconds: 0, payload: 0)   // due now: waits for the next tick
+        _ = wheel.schedule(afterMilliseconds: 0, payload: 0)  // due now: waits for the next tick
         #expect(wheel.popExpired(upTo: 1_009) == nil)
         #expect(wheel.popExpired(upTo: 1_010) == 0)
         #expect(wheel.popExpired(upTo: 1_027) == nil)
