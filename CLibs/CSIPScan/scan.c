@@ -429,8 +429,8 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
         if (msg->content_length < 0)
             return fail(msg, CSIP_ERR_MISSING_CONTENT_LENGTH, body_off);
         size_t total = body_off + (size_t)msg->content_length;
-        if (total > max_message_size)
-            return fail(msg, CSIP_ERR_TOO_LARGE, max_message_size);
+        if (total > max_message_size) /* reported where the limit is crossed, or at the end of what is here */
+            return fail(msg, CSIP_ERR_TOO_LARGE, max_message_size < len ? max_message_size : len);
         msg->body_len = (uint32_t)msg->content_length;
         if (total > len)
             return CSIP_SCAN_INCOMPLETE;
