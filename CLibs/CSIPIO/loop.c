@@ -40,7 +40,14 @@ int csip_io_loop_new(csip_io_loop **out) {
     csip_io_loop *loop = calloc(1, sizeof(*loop));
     if (loop == NULL)
         return -ENOMEM;
-    loop->base = event_base_new();
+    /* PRECISE_TIMER: CLOCK_MONOTONIC (and timerfd) instead of the coarse clock, whose few
+     * milliseconds of slack would let timers fire before their time on our monotonic clock. */
+    struct event_config *config = event_config_new();
+    if (config == NULL)
+        goto fail;
+    event_config_set_flag(config, EVENT_BASE_FLAG_PRECISE_TIMER);
+    loop->base = event_base_new_with_config(config);
+    event_config_free(config);
     if (loop->base == NULL)
         goto fail;
     loop->wake_event = event_new(loop->base, -1, 0, wake_cb, loop);
@@ -96,6 +103,7 @@ uint64_t csip_io_monotonic_ms(void) {
 /* MARK: - Timers */
 
 struct csip_io_timer {
+    struct event_base *base;
     struct event *event;
     csip_io_timer_cb cb;
     void *ctx;
@@ -110,6 +118,7 @@ csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating) {
     csip_io_timer *timer = calloc(1, sizeof(*timer));
     if (timer == NULL)
         return NULL;
+    timer->base = loop->base;
     timer->event = event_new(loop->base, -1, repeating ? EV_PERSIST : 0, timer_cb, timer);
     if (timer->event == NULL) {
         free(timer);
@@ -128,6 +137,8 @@ int csip_io_timer_start(csip_io_timer *timer, uint64_t milliseconds) {
         .tv_sec = (time_t)(milliseconds / 1000u),
         .tv_usec = (suseconds_t)(milliseconds % 1000u) * 1000,
     };
+    /* Inside a callback the loop's cached time is from the start of the iteration; count from now. */
+    event_base_update_cache_time(timer->base);
     return event_add(timer->event, &interval) == 0 ? 0 : CSIP_IO_ERR_LIBEVENT;
 }
 

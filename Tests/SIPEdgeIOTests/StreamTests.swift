@@ -15,18 +15,19 @@ final class RecordingServer: Sendable {
     let running: RunningLoop
     let events = Recorder<(connection: Int, event: StreamEvent)>()
     private let listener: LoopBound<StreamListener>
+    private let accepted = LoopBound(value: Box<[StreamConnection]>())
     let address: SocketAddress
 
     init(running: RunningLoop, maxMessageSize: Int = 65535, reply: [UInt8]? = nil) async throws {
         self.running = running
         let events = self.events
-        let accepted = LoopBound(value: Box<Int>())
+        let accepted = self.accepted
         listener = try await running.run {
             LoopBound(
                 value: try StreamListener(loop: running.loop, bindTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0)) {
                     connection in
-                    let number = accepted.value.object ?? 0
-                    accepted.value.object = number + 1
+                    let number = accepted.value.object?.count ?? 0
+                    accepted.value.object = (accepted.value.object ?? []) + [connection]
                     connection.maxMessageSize = maxMessageSize
                     events.append((number, .accepted(remote: connection.remoteAddress)))
                     connection.onMessage = { message in
@@ -42,6 +43,24 @@ final class RecordingServer: Sendable {
                 })
         }
         address = listener.value.localAddress
+    }
+
+    /// Closes the listener and every connection, waits for their closes, then stops the loop.
+    func shutdown() async {
+        let accepted = self.accepted
+        let listener = self.listener
+        let count = try? await running.run { () -> Int in
+            listener.value.close()
+            let connections = accepted.value.object ?? []
+            accepted.value.object = nil
+            for connection in connections { connection.close() }
+            return connections.count
+        }
+        #expect(
+            await eventually {
+                self.events.values.filter { if case .closed = $0.event { true } else { false } }.count == count
+            })
+        await running.shutdown()
     }
 
     func events(of connection: Int) -> [StreamEvent] {
@@ -77,7 +96,7 @@ struct StreamTests {
         #expect(source == remote && remote.ipAddress == "127.0.0.1")
         #expect(local == server.address)
         #expect(transport == .tcp)
-        await running.shutdown()
+        await server.shutdown()
     }
 
     @Test("several messages coalesced in one write are split exactly")
@@ -89,7 +108,7 @@ struct StreamTests {
         client.send(messages.flatMap { $0 })
         #expect(await eventually { server.messages(of: 0).count == messages.count })
         #expect(server.messages(of: 0) == messages)
-        await running.shutdown()
+        await server.shutdown()
     }
 
     @Test("a double-CRLF ping gets one CRLF pong; lone CRLFs are skipped")
@@ -109,7 +128,7 @@ struct StreamTests {
         #expect(await eventually { server.messages(of: 0).count == 1 })
         #expect(server.messages(of: 0) == [message])
         #expect(server.events(of: 0).count == 2)  // accepted, message: keep-alives are not messages
-        await running.shutdown()
+        await server.shutdown()
     }
 
     @Test("garbage closes its connection with a framing error while another connection keeps working")
@@ -138,7 +157,7 @@ struct StreamTests {
         good.send(message)
         #expect(good.receive(count: reply.count) == reply)
         #expect(server.messages(of: 1) == [message])
-        await running.shutdown()
+        await server.shutdown()
     }
 
     @Test("a stream message without Content-Length is a framing error")
@@ -157,7 +176,7 @@ struct StreamTests {
         #expect(scanned == message)
         #expect(reason.lowercased().contains("content-length"))
         #expect(server.events(of: 0)[2] == .closed(server.framingError(of: 0)))
-        await running.shutdown()
+        await server.shutdown()
     }
 
     @Test("a message larger than maxMessageSize is a framing error, even before it is complete")
@@ -180,7 +199,7 @@ struct StreamTests {
         #expect(large.starts(with: scanned))
         #expect(scanned.count <= 1001)
         #expect(error?.code == .framing)
-        await running.shutdown()
+        await server.shutdown()
     }
 
     @Test("connect, send while connecting, exchange replies, close in order")
@@ -206,7 +225,7 @@ struct StreamTests {
         #expect(try await running.run { client.value.isOpen } == false)
         #expect(await eventually { server.events(of: 0).count == 3 })
         #expect(server.events(of: 0) == [.accepted(remote: local!), .message(request, source: local!, local: server.address, transport: .tcp), .closed(nil)])
-        await running.shutdown()
+        await server.shutdown()
     }
 
     @Test("connection refused arrives through onClose")

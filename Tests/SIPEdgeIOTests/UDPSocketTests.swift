@@ -53,6 +53,7 @@ struct UDPSocketTests {
             ])
         try await running.run {
             sockets.value.server.object?.close()
+            sockets.value.server.object = nil  // the server's handler holds the box: break the cycle
             sockets.value.client.close()
         }
         await running.shutdown()
