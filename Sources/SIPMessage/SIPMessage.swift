@@ -148,9 +148,17 @@ public struct SIPMessage: @unchecked Sendable {
             var index = 0
             while index < slice.count {
                 let byte = slice[index]
-                if byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") {
-                    while index < slice.count, isLinearWhitespace(slice[index]) { index += 1 }
-                    unfolded.append(UInt8(ascii: " "))
+                // A line ending followed by SP/HT is a fold (RFC 3261 §7.3.1): it reads as one SP.
+                var next = index
+                if byte == UInt8(ascii: "\r"), next + 1 < slice.count, slice[next + 1] == UInt8(ascii: "\n") { next += 1 }
+                if slice[next] == UInt8(ascii: "\n"), next + 1 < slice.count,
+                    slice[next + 1] == UInt8(ascii: " ") || slice[next + 1] == UInt8(ascii: "\t")
+                {
+                    index = next + 1
+                    while index < slice.count, slice[index] == UInt8(ascii: " ") || slice[index] == UInt8(ascii: "\t") {
+                        index += 1
+                    }
+                    if unfolded.last != UInt8(ascii: " ") { unfolded.append(UInt8(ascii: " ")) }
                     continue
                 }
                 unfolded.append(byte)
