@@ -114,7 +114,14 @@ let package = Package(
             name: "ScanBench",
             dependencies: ["CSIPScan", "SIPMessage"],
             path: "Perf/ScanBench",
-            swiftSettings: swiftSettings
+            swiftSettings: swiftSettings,
+            // Binds malloc, calloc and aligned_alloc to the counters in MallocCounter.swift.
+            linkerSettings: [
+                .unsafeFlags(
+                    ["malloc", "calloc", "aligned_alloc"].flatMap {
+                        ["-Xlinker", "--defsym=\($0)=scanbench_counting_\($0)", "-Xlinker", "--export-dynamic-symbol=\($0)"]
+                    })
+            ]
         ),
 
         // MARK: - Tests
