@@ -21,6 +21,8 @@
 #define FRAMING_HEADER_CAPACITY 256
 /* How long a closing stream may take to flush its output before it is dropped. */
 #define CLOSE_LINGER_SECONDS 5
+/* How long a connect may take; the kernel alone would retry SYNs for about two minutes. */
+#define CONNECT_TIMEOUT_SECONDS 10
 /* Bytes one read event may take from the socket (libevent's default is 16 KiB). */
 #define MAX_SINGLE_READ 65536
 #define LISTEN_BACKLOG 1024
@@ -179,13 +181,19 @@ static void remember_local_address(csip_io_stream *stream) {
         stream->local_length = 0;
 }
 
+static void connected(csip_io_stream *stream) {
+    if (stream->state == STATE_CONNECTING) {
+        stream->state = STATE_OPEN;
+        bufferevent_set_timeouts(stream->bev, NULL, NULL);
+    }
+    if (stream->local_length == 0)
+        remember_local_address(stream);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg) {
     csip_io_stream *stream = arg;
     /* Bytes can be read before the connected event is processed in the same loop iteration. */
-    if (stream->state == STATE_CONNECTING) {
-        stream->state = STATE_OPEN;
-        remember_local_address(stream);
-    }
+    connected(stream);
     frame_input(stream);
 }
 
@@ -199,9 +207,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
     int error = errno; /* read first: libevent leaves the socket error here */
     csip_io_stream *stream = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        if (stream->state == STATE_CONNECTING)
-            stream->state = STATE_OPEN;
-        remember_local_address(stream);
+        connected(stream);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -291,6 +297,8 @@ void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, s
         return;
     }
     stream->state = STATE_CONNECTING;
+    struct timeval timeout = {.tv_sec = CONNECT_TIMEOUT_SECONDS};
+    bufferevent_set_timeouts(stream->bev, NULL, &timeout);
     /* Without an address libevent only waits for writability and checks SO_ERROR. */
     if (bufferevent_socket_connect(stream->bev, NULL, 0) != 0) {
         fail_later(stream, CSIP_IO_ERR_LIBEVENT);

@@ -57,7 +57,8 @@ static void flush(csip_io_udp *udp) {
             udp->send_first += (unsigned)sent;
             continue;
         }
-        if (sent < 0 && errno == EINTR)
+        /* ECONNREFUSED is an earlier ICMP error being reported (and cleared), not this datagram's. */
+        if (sent < 0 && (errno == EINTR || errno == ECONNREFUSED))
             continue;
         if (sent == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
             event_add(udp->write_event, NULL);

@@ -30,8 +30,8 @@ public final class StreamConnection: Hashable {
         freeHandle()
     }
 
-    /// Starts a non-blocking connect. Failures (refused, unreachable, ...) arrive through `onClose`
-    /// on a later loop iteration, so handlers may be set after this returns.
+    /// Starts a non-blocking connect. Failures (refused, unreachable, no answer within 10 s) arrive
+    /// through `onClose` on a later loop iteration, so handlers may be set after this returns.
     public static func connect(loop: EventLoop, to address: SocketAddress) -> StreamConnection {
         let connection = StreamConnection(loop: loop, handle: makeHandle(loop: loop), remoteAddress: address)
         connection.startConnecting(to: address)

@@ -8,6 +8,8 @@ public final class UDPSocket {
     let onMessage: (borrowing ReceivedMessage) -> Void
     /// The bound address (with the kernel's port when port 0 was asked for).
     public let localAddress: SocketAddress
+    /// Set by `close()`; the rest of a batch being delivered is then dropped.
+    public internal(set) var isClosed = false
 
     /// Binds the socket and starts receiving.
     /// - Parameters:

@@ -88,6 +88,27 @@ struct EventLoopTests {
         await running.shutdown()
     }
 
+    @Test("a repeating timer can cancel itself from its body")
+    func repeatingTimerCancelsItself() async throws {
+        let running = try RunningLoop()
+        let loop = running.loop
+        let ticks = Recorder<Int>()
+        try await running.run {
+            let holder = LoopBound(value: Box<LoopTimer>())
+            holder.value.object = loop.scheduleRepeating(everyMilliseconds: 5) {
+                ticks.append(ticks.count + 1)
+                if ticks.count == 3 {
+                    holder.value.object?.cancel()
+                    holder.value.object = nil
+                }
+            }
+        }
+        #expect(await eventually { ticks.count == 3 })
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(ticks.values == [1, 2, 3])
+        await running.shutdown()
+    }
+
     @Test("a cancelled one-shot timer never fires")
     func cancelledOnceTimer() async throws {
         let running = try RunningLoop()

@@ -160,6 +160,37 @@ struct StreamTests {
         await server.shutdown()
     }
 
+    @Test("close inside onMessage stops delivery and flushes a large reply before the FIN")
+    func closeAfterReply() async throws {
+        let running = try RunningLoop()
+        let reply = [UInt8]((0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+        let delivered = Recorder<[UInt8]>()
+        let closes = Recorder<SIPIOError?>()
+        let listener = try await running.run {
+            LoopBound(
+                value: try StreamListener(loop: running.loop, bindTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0)) {
+                    connection in
+                    connection.onMessage = { message in
+                        delivered.append(copyBytes(message))
+                        message.connection?.send(reply)
+                        message.connection?.close()
+                        #expect(message.connection?.isOpen == false)
+                    }
+                    connection.onClose = { closes.append($0) }
+                })
+        }
+        let client = try RawTCPClient(connectingTo: listener.value.localAddress)
+        let messages = (0..<3).map { sipRequest(callID: "m\($0)") }
+        client.send(messages.flatMap { $0 })
+        #expect(client.receive(count: reply.count) == reply)
+        #expect(client.waitForClose())
+        #expect(await eventually { closes.count == 1 })
+        #expect(delivered.values == [messages[0]])
+        #expect(closes.values.count == 1 && closes.values[0] == nil)
+        try await running.run { listener.value.close() }
+        await running.shutdown()
+    }
+
     @Test("a stream message without Content-Length is a framing error")
     func missingContentLength() async throws {
         let running = try RunningLoop()

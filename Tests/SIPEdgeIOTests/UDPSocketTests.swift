@@ -151,6 +151,32 @@ struct UDPSocketTests {
         await second.shutdown()
     }
 
+    @Test("a socket closed and released inside its own callback delivers nothing more")
+    func closeInsideCallback() async throws {
+        let running = try RunningLoop()
+        let loop = running.loop
+        let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        let received = Recorder<[UInt8]>()
+        let (sender, target) = try await running.run { () -> (LoopBound<UDPSocket>, SocketAddress) in
+            let holder = LoopBound(value: Box<UDPSocket>())
+            holder.value.object = try UDPSocket(loop: loop, bindTo: any) { message in
+                received.append(copyBytes(message))
+                holder.value.object?.close()
+                holder.value.object = nil  // the last reference goes while the batch is being delivered
+            }
+            return (LoopBound(value: try UDPSocket(loop: loop, bindTo: any) { _ in }), holder.value.object!.localAddress)
+        }
+        // Three datagrams in one sendmmsg batch, so they usually arrive in one recvmmsg batch.
+        try await running.run {
+            for text in ["first", "second", "third"] { sender.value.send(Array(text.utf8), to: target) }
+        }
+        #expect(await eventually { received.count == 1 })
+        try await running.run { sender.value.send(Array("late".utf8), to: target) }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(received.values == [Array("first".utf8)])
+        await running.shutdown()
+    }
+
     @Test("a send to the other address family is refused and counted")
     func wrongFamily() async throws {
         let running = try RunningLoop()

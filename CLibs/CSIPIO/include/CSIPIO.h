@@ -144,7 +144,8 @@ csip_io_stream *csip_io_stream_new(csip_io_loop *loop);
 /* Sets the callbacks (copied) and their context. Must happen before the loop runs again. */
 void csip_io_stream_attach(csip_io_stream *stream, const csip_io_stream_callbacks *callbacks, void *ctx);
 /* Starts a non-blocking connect (TCP_NODELAY). Any failure, immediate or not, arrives through
- * on_close on a later loop iteration. Data sent before the connection is up is queued. */
+ * on_close on a later loop iteration (-ETIMEDOUT after 10 s). Data sent before the connection is
+ * up is queued. */
 void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length);
 /* Starts reading an accepted stream (call after attaching). */
 void csip_io_stream_start(csip_io_stream *stream);

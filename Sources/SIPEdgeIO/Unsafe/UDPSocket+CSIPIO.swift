@@ -42,7 +42,11 @@ extension UDPSocket {
     public var failedSends: Int { Int(csip_io_udp_send_failure_count(handle)) }
 
     /// Stops receiving, sends what is queued if the kernel takes it at once, and closes the socket.
-    public func close() { csip_io_udp_close(handle) }
+    /// Safe inside `onMessage`: the rest of the batch is not delivered.
+    public func close() {
+        isClosed = true
+        csip_io_udp_close(handle)
+    }
 
     func freeHandle() { csip_io_udp_free(handle) }
 }
@@ -50,7 +54,7 @@ extension UDPSocket {
 /// One recvmmsg batch: each datagram becomes a borrowed view over the socket's slab.
 private func receiveBatch(context: UnsafeMutableRawPointer?, batch: UnsafePointer<csip_io_datagram>?, count: Int) {
     let socket = Unmanaged<UDPSocket>.fromOpaque(context!).takeUnretainedValue()
-    for datagram in UnsafeBufferPointer(start: batch, count: count) {
+    for datagram in UnsafeBufferPointer(start: batch, count: count) where !socket.isClosed {
         guard let source = SocketAddress(sockaddr: datagram.source) else { continue }
         let bytes = UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length)
         socket.deliver(bytes.bytes, from: source)
