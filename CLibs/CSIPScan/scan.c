@@ -4,7 +4,6 @@
  * a SIMD search for the end of header values, and offsets instead of pointers in every result.
  */
 #include "CSIPScan.h"
-#include "scan_internal.h"
 
 #include <string.h>
 
@@ -13,8 +12,15 @@
 #define CSIP_SCAN_SSE2 1
 #endif
 
+#if defined(__GNUC__)
+#define CSIP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define CSIP_UNLIKELY(x) (x)
+#endif
+
 /* clang-format off */
-const uint8_t csip_scan_token_map_[256] = {
+/* RFC 3261 25.1 token: alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" */
+static const uint8_t token_map[256] = {
     /* 0x00 */ 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,
     /* 0x20 */ 0,1,0,0,0,1,0,1, 0,0,1,1,0,1,1,0, 1,1,1,1,1,1,1,1, 1,1,0,0,0,0,0,0,
     /* 0x40 */ 0,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1, 1,1,1,1,1,1,1,1, 1,1,1,0,0,0,0,1,
@@ -26,7 +32,7 @@ const uint8_t csip_scan_token_map_[256] = {
 static const uint8_t stop_map[256] = {['\0'] = 1, ['\n'] = 1, ['\r'] = 1};
 /* clang-format on */
 
-/* Scanner state: the bytes and how the scan ended. */
+/* What every helper needs: the bytes, the message being filled, the mode and the size limit. */
 typedef struct scan_ctx {
     const char *buf;
     const char *end;
@@ -101,11 +107,14 @@ static int need_more(scan_ctx *ctx, const char *at)
     return CSIP_SCAN_INCOMPLETE;
 }
 
-static int is_sip_version(const char *p)
+/* "SIP/" in any case (ABNF literals are case-insensitive); needs 4 bytes. */
+static int is_sip_slash(const char *p)
 {
-    return (p[0] | 0x20) == 's' && (p[1] | 0x20) == 'i' && (p[2] | 0x20) == 'p' && p[3] == '/' && p[4] == '2' &&
-           p[5] == '.' && p[6] == '0';
+    return (p[0] | 0x20) == 's' && (p[1] | 0x20) == 'i' && (p[2] | 0x20) == 'p' && p[3] == '/';
 }
+
+/* "SIP/2.0"; needs 7 bytes. */
+static int is_sip_version(const char *p) { return is_sip_slash(p) && p[4] == '2' && p[5] == '.' && p[6] == '0'; }
 
 /*
  * Start line. Returns the position after its line ending, or SCAN_STOP with *rc set.
@@ -119,10 +128,10 @@ static const char *scan_start_line(scan_ctx *ctx, const char *p, int *rc)
     int eol_len;
 
     /* "SIP/" cannot start a method ('/' is not a token character), so it means a status line. */
-    if (end - p >= 4 && (p[0] | 0x20) == 's' && (p[1] | 0x20) == 'i' && (p[2] | 0x20) == 'p' && p[3] == '/') {
+    if (end - p >= 4 && is_sip_slash(p)) {
         /* Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF */
         if (end - p < 13) {
-            /* Not enough for "SIP/2.0 200 " plus a line end: validate what is there, then wait. */
+            /* Shorter than "SIP/2.0 200" plus a line end: a stream waits, a datagram has no header end. */
             *rc = need_more(ctx, end);
             return SCAN_STOP;
         }
@@ -156,7 +165,7 @@ static const char *scan_start_line(scan_ctx *ctx, const char *p, int *rc)
         msg->is_request = 0;
     } else {
         /* Request-Line = Method SP Request-URI SP SIP-Version CRLF */
-        while (p < end && csip_scan_token_map_[(uint8_t)*p])
+        while (p < end && token_map[(uint8_t)*p])
             ++p;
         if (p == end) {
             *rc = need_more(ctx, p);
@@ -196,7 +205,7 @@ static const char *scan_start_line(scan_ctx *ctx, const char *p, int *rc)
             /* "sip:a@b; lr SIP/2.0" is whitespace inside the URI, not a bad version (RFC 4475 3.1.2.8). */
             const char *stop = find_stop(p, end);
             enum csip_scan_error why = CSIP_ERR_BAD_START_LINE;
-            if (memcmp(p, "SIP/", 4) == 0 || memcmp(p, "sip/", 4) == 0)
+            if (is_sip_slash(p))
                 why = is_sip_version(p) ? CSIP_ERR_BAD_START_LINE : CSIP_ERR_BAD_VERSION;
             else if (stop - p >= 8 && stop[-8] == ' ' && is_sip_version(stop - 7))
                 why = CSIP_ERR_BAD_REQUEST_URI;
@@ -262,6 +271,8 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
     memset(msg, 0, sizeof *msg);
     msg->content_length = -1;
     *num_headers = 0;
+    if (len == 0) /* buf may be NULL here */
+        return (flags & CSIP_SCAN_STREAM) ? CSIP_SCAN_INCOMPLETE : fail(msg, CSIP_ERR_EMPTY, 0);
 
     /* The return value is an int, so no message may be longer than INT32_MAX. */
     if (max_message_size > INT32_MAX)
@@ -288,11 +299,8 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
 
     /* RFC 3261 7.5: CRLFs before the start line are ignored (and are keep-alives on streams). */
     for (;;) {
-        if (p == end) {
-            if (len == 0 && ctx.stream)
-                return CSIP_SCAN_INCOMPLETE;
+        if (p == end)
             return fail(msg, CSIP_ERR_EMPTY, (size_t)(p - buf));
-        }
         int n = line_end_len(p, end);
         if (n == 0)
             break;
@@ -330,7 +338,7 @@ int csip_scan_message(const char *buf, size_t len, csip_message *msg, csip_heade
             return fail(msg, CSIP_ERR_BAD_LINE_ENDING, (size_t)(p - buf));
 
         /* field-name, then optional whitespace (RFC 3261 HCOLON), then ':' */
-        while (p < end && csip_scan_token_map_[(uint8_t)*p])
+        while (p < end && token_map[(uint8_t)*p])
             ++p;
         const char *name_end = p;
         while (p < end && is_wsp(*p))
