@@ -97,8 +97,8 @@ class CallPath:
         scenarios never send one."""
         if not self.hops:
             return
+        # responses() matched the status code; the reason phrase is free text (RFC 3261 7.2).
         trying = first(responses(uac_received, 100, "INVITE"), "100 Trying at the caller")
-        assert trying.start_line == "SIP/2.0 100 Trying", trying.start_line
         assert len(trying.values("Via")) == 1, trying.values("Via")
 
 

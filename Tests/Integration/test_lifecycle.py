@@ -1,0 +1,47 @@
+"""Process contract of the proxy: a signal stops it cleanly, a bad flag is refused."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import pytest
+
+import harness
+from harness import ManagedProcess
+
+STOP_BOUND_S = 5.0
+
+
+def port_is_free(transport: str, port: int) -> bool:
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind((harness.LOCALHOST, port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_proxy_with_status_0(bench, sig):
+    bench.skip_unless_proxy("no proxy process")
+    endpoints = bench.start_proxy(harness.free_port(), "udp")
+    status, seconds = bench.proxy.stop(sig, timeout=STOP_BOUND_S)
+    assert seconds < STOP_BOUND_S, f"still running {STOP_BOUND_S:.0f} s after {sig.name}; killed"
+    assert status == 0, f"exit status {status} after {sig.name}"
+    assert port_is_free("udp", endpoints.udp_port) and port_is_free("tcp", endpoints.tcp_port)
+
+
+def test_bad_listen_flag_exits_2_naming_the_flag(bench, tmp_path):
+    if bench.kind != "siprec-edge":
+        pytest.skip(f"{bench.kind}: the command-line contract is siprec-edge's")
+    binary = harness.siprec_edge_binary()
+    assert binary.exists(), f"proxy binary {binary} not found (swift build, or SIPREC_EDGE_BIN)"
+    process = ManagedProcess("siprec-edge", [str(binary), "--listen", "foo",
+                                             "--upstream", f"sip:{harness.LOCALHOST}:5080"],
+                             tmp_path / "bad-flag.log").start()
+    status = process.wait(timeout=10)
+    output = process.log_tail()
+    assert status == 2, f"exit status {status}; output:\n{output}"
+    assert "--listen" in output, f"the message does not name --listen:\n{output}"
