@@ -57,67 +57,65 @@ extension LocalInterfaces {
 
 /// What to change in a request that is forwarded.
 struct RequestEdits {
-    var via: (interface: LocalInterface, branch: [UInt8])
+    /// The interface our Via names.
+    var via: LocalInterface
+    var loopHash: UInt64
+    var transactionID: UInt64
     var recordRoutes: [LocalInterface] = []
     var routeRemovals: [ByteRange] = []
     /// The sender's address, for `received` and `rport` on its Via (RFC 3261 §18.2.1, RFC 3581).
     var source: SocketAddress
+    var sourceText: String
 }
 
 extension SIPMessage {
     /// The request with our Via on top, `received`/`rport` on the sender's Via, Max-Forwards
     /// decremented (or added), our Route entries removed, Record-Route added, and a Content-Length
-    /// when the sender left it out.
-    func forwarded(with edits: RequestEdits) -> [UInt8] {
-        var editor = MessageEditor(self)
+    /// when the sender left it out. `editor` is the worker's reusable one.
+    func forwarded(_ headers: RoutingHeaders, with edits: RequestEdits, editor: inout MessageEditor) -> [UInt8] {
+        editor.reset(for: self)
         for interface in edits.recordRoutes {
             editor.insert(interface.recordRoute, at: headersOffset)
         }
-        var viaLine = edits.via.interface.viaPrefix
-        viaLine.append(contentsOf: edits.via.branch)
-        viaLine.append(ascii: "\r\n")
-        let firstVia = firstHeader(.via)
-        editor.insert(viaLine, at: firstVia?.lineRange.offset ?? headersOffset)
-        if let via = topVia { addReceived(to: via, source: edits.source, editor: &editor) }
-        switch maxForwards {
+        editor.insert(at: firstHeader(.via)?.lineRange.offset ?? headersOffset) { output in
+            output.append(contentsOf: edits.via.viaPrefix)
+            BranchFormat.append(loopHash: edits.loopHash, transactionID: edits.transactionID, to: &output)
+            output.append(ascii: "\r\n")
+        }
+        addReceived(to: headers.topVia, edits: edits, editor: &editor)
+        switch headers.maxForwards {
         case .value(let hops):
-            var digits: [UInt8] = []
-            digits.append(decimal: max(hops - 1, 0))
-            editor.replace(firstHeader(.maxForwards)!.valueRange, with: digits)
+            editor.replace(firstHeader(.maxForwards)!.valueRange) { $0.append(decimal: max(hops - 1, 0)) }
         case .absent, .invalid:
-            var line: [UInt8] = []
-            line.append(ascii: "Max-Forwards: 70\r\n")
-            editor.insert(line, at: headerSectionEnd)
+            editor.insert(at: headerSectionEnd) { $0.append(ascii: "Max-Forwards: 70\r\n") }
         }
         for removal in edits.routeRemovals { editor.remove(removal) }
         if contentLength == nil {
-            var line: [UInt8] = []
-            line.append(ascii: "Content-Length: ")
-            line.append(decimal: bodyRange.count)
-            line.append(ascii: "\r\n")
-            editor.insert(line, at: headerSectionEnd)
+            let length = bodyRange.count
+            editor.insert(at: headerSectionEnd) { output in
+                output.append(ascii: "Content-Length: ")
+                output.append(decimal: length)
+                output.append(ascii: "\r\n")
+            }
         }
         return editor.render()
     }
 
-    private func addReceived(to via: Via, source: SocketAddress, editor: inout MessageEditor) {
-        let sourceHost = source.ipAddress
-        var suffix: [UInt8] = []
+    private func addReceived(to via: Via, edits: RequestEdits, editor: inout MessageEditor) {
         if let rport = via.rportParameterRange, via.rport == nil {
-            var filled: [UInt8] = []
-            filled.append(ascii: "rport=")
-            filled.append(decimal: Int(source.port))
-            editor.replace(rport, with: filled)
+            let port = Int(edits.source.port)
+            editor.replace(rport) { output in
+                output.append(ascii: "rport=")
+                output.append(decimal: port)
+            }
         }
-        if via.rportParameterRange != nil || !equals(via.hostRange, sourceHost) {
-            if let received = via.receivedRange {
-                var address: [UInt8] = []
-                address.append(text: sourceHost)
-                editor.replace(received, with: address)
-            } else {
-                suffix.append(ascii: ";received=")
-                suffix.append(text: sourceHost)
-                editor.insert(suffix, at: via.range.end)
+        guard via.rportParameterRange != nil || !equals(via.hostRange, edits.sourceText) else { return }
+        if let received = via.receivedRange {
+            editor.replace(received) { $0.append(text: edits.sourceText) }
+        } else {
+            editor.insert(at: via.range.end) { output in
+                output.append(ascii: ";received=")
+                output.append(text: edits.sourceText)
             }
         }
     }

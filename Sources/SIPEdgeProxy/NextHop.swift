@@ -24,6 +24,11 @@ struct NextHopTarget: Sendable {
 }
 
 extension Worker {
+    /// The address of a target whose host is numeric; nil when it needs a DNS lookup.
+    func numericAddress(_ target: NextHopTarget) -> SocketAddress? {
+        try? SocketAddress(ipAddress: target.host, port: target.port ?? 5060)
+    }
+
     /// Resolves a target: numeric hosts at once, names through evdns (A/AAAA).
     func resolve(_ target: NextHopTarget, completion: @escaping (Result<SocketAddress, SIPIOError>) -> Void) {
         let port = target.port ?? 5060

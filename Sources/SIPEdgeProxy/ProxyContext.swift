@@ -52,8 +52,8 @@ final class ProxyContext: @unchecked Sendable {
     }
 
     /// The worker that owns a message's call: Call-ID hash modulo the worker count.
-    func ownerIndex(of message: SIPMessage) -> Int {
-        guard workers.count > 1, let callID = message.callID else { return 0 }
+    func ownerIndex(of message: SIPMessage, callID: ByteRange) -> Int {
+        guard workers.count > 1 else { return 0 }
         return Int(message.hash(callID, seed: hashSeed) % UInt64(workers.count))
     }
 }

@@ -30,6 +30,7 @@ final class ProxyTransaction {
     let serverKey: UInt64
     /// The request as received: responses the proxy makes itself are built from it.
     let request: SIPMessage
+    let headers: RoutingHeaders
     let method: SIPMethod
     /// Where responses go: back the way the request came.
     let replyHop: Hop
@@ -37,14 +38,21 @@ final class ProxyTransaction {
     /// The last response sent upstream, for retransmissions.
     var lastResponse: [UInt8]?
     /// A to-tag for the responses this proxy makes itself (408, 487 ...), stable per transaction.
-    let localTag: String
+    var localTag: String {
+        var bytes: [UInt8] = []
+        bytes.append(hex: serverKey, digits: 12)
+        return String(decoding: bytes, as: UTF8.self)
+    }
 
     /// Our branch id, the key in the worker's client table, once forwarded.
     var clientID: UInt64?
     var client: ClientSide?
     /// The request as forwarded (for retransmission, CANCEL and ACK generation).
     var forwarded: [UInt8]?
-    var forwardedMessage: SIPMessage?
+    /// The forwarded request parsed, for building a CANCEL or an ACK; only when one is needed.
+    var forwardedMessage: SIPMessage? {
+        forwarded.flatMap { try? SIPMessage(parsing: $0) }
+    }
     var nextHop: Hop?
     /// Our CANCEL toward the next hop (RFC 3261 §9.1), once one is needed.
     var cancelClient: ClientNonInviteTransaction?
@@ -62,15 +70,14 @@ final class ProxyTransaction {
     var dialogDirection: DialogDirection?
 
     init(
-        serverKey: UInt64, request: SIPMessage, method: SIPMethod, replyHop: Hop, server: ServerSide,
-        localTag: String
+        serverKey: UInt64, request: SIPMessage, headers: RoutingHeaders, replyHop: Hop, server: ServerSide
     ) {
         self.serverKey = serverKey
         self.request = request
-        self.method = method
+        self.headers = headers
+        self.method = request.method
         self.replyHop = replyHop
         self.server = server
-        self.localTag = localTag
     }
 
     var isServerTerminated = false

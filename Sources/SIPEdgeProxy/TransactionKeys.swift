@@ -49,13 +49,12 @@ enum BranchFormat {
 
     /// RFC 3261 §16.6 step 8: a hash of what stays the same when a request loops back unchanged
     /// (Request-URI, From tag, To tag, Call-ID, CSeq number). A spiral changes the Request-URI.
-    static func loopHash(of request: SIPMessage, seed: UInt64) -> UInt64 {
+    static func loopHash(of request: SIPMessage, _ headers: RoutingHeaders, seed: UInt64) -> UInt64 {
         var hash = request.hash(request.requestURIRange, seed: seed)
-        if let tag = request.fromTag { hash = request.hash(tag, seed: hash) }
-        if let tag = request.toTag { hash = request.hash(tag, seed: hash &+ 1) }
-        if let callID = request.callID { hash = request.hash(callID, seed: hash) }
-        if let cseq = request.cseq { hash = (hash ^ UInt64(cseq.number)) &* 0x0000_0100_0000_01b3 }
-        return hash
+        if let tag = headers.fromTag { hash = request.hash(tag, seed: hash) }
+        if let tag = headers.toTag { hash = request.hash(tag, seed: hash &+ 1) }
+        hash = request.hash(headers.callID, seed: hash)
+        return (hash ^ UInt64(headers.cseq.number)) &* 0x0000_0100_0000_01b3
     }
 
     /// True when `branch` carries the RFC 3261 magic cookie.
@@ -69,7 +68,8 @@ enum TransactionKey {
     /// ACK and CANCEL mapped to the INVITE they belong to when `matchingInvite` is set.
     /// Requests from RFC 2543 elements (no magic cookie) are keyed by Call-ID, CSeq number, From tag,
     /// Request-URI and top Via instead (§17.2.3, second part).
-    static func server(_ request: SIPMessage, via: Via, method: SIPMethod, seed: UInt64) -> UInt64 {
+    static func server(_ request: SIPMessage, _ headers: RoutingHeaders, method: SIPMethod, seed: UInt64) -> UInt64 {
+        let via = headers.topVia
         var hash: UInt64
         if let branch = via.branchRange, BranchFormat.isRFC3261(branch, of: request) {
             hash = request.hash(branch, seed: seed)
@@ -77,17 +77,20 @@ enum TransactionKey {
             hash = (hash ^ UInt64(via.port ?? 0)) &* 0x0000_0100_0000_01b3
         } else {
             hash = request.hash(via.range, seed: seed)
-            if let callID = request.callID { hash = request.hash(callID, seed: hash) }
-            if let tag = request.fromTag { hash = request.hash(tag, seed: hash) }
+            hash = request.hash(headers.callID, seed: hash)
+            if let tag = headers.fromTag { hash = request.hash(tag, seed: hash) }
             hash = request.hash(request.requestURIRange, seed: hash)
-            if let cseq = request.cseq { hash = (hash ^ UInt64(cseq.number)) &* 0x0000_0100_0000_01b3 }
+            hash = (hash ^ UInt64(headers.cseq.number)) &* 0x0000_0100_0000_01b3
         }
         return (hash ^ UInt64(method.rawValue)) &* 0x0000_0100_0000_01b3
     }
 
     /// Whether two requests with the same key really are the same transaction (the key is a hash).
-    static func sameTransaction(_ stored: SIPMessage, _ candidate: SIPMessage) -> Bool {
-        guard let storedVia = stored.topVia, let candidateVia = candidate.topVia else { return false }
+    static func sameTransaction(_ stored: ProxyTransaction, _ candidate: Inbound) -> Bool {
+        let storedVia = stored.headers.topVia
+        let candidateVia = candidate.headers.topVia
+        let stored = stored.request
+        let candidate = candidate.message
         if let first = storedVia.branchRange, let second = candidateVia.branchRange {
             return stored.equals(first, candidate, second) && stored.equals(storedVia.hostRange, candidate, candidateVia.hostRange)
         }

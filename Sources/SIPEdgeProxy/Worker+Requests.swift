@@ -6,16 +6,15 @@ import SIPTransaction
 extension Worker {
     func handleRequest(_ inbound: Inbound) {
         let request = inbound.message
-        guard let via = request.topVia else { return }
         switch request.method {
         case .ack:
-            handleACK(inbound, via: via)
+            handleACK(inbound)
         case .cancel:
-            handleCANCEL(inbound, via: via)
+            handleCANCEL(inbound)
         default:
-            let key = TransactionKey.server(request, via: via, method: request.method, seed: context.hashSeed)
+            let key = TransactionKey.server(request, inbound.headers, method: request.method, seed: context.hashSeed)
             if let existing = serverTransactions[key] {
-                guard TransactionKey.sameTransaction(existing.request, request) else {
+                guard TransactionKey.sameTransaction(existing, inbound) else {
                     // Two different transactions with one 64-bit seeded hash: practically never.
                     counters.keyCollisions += 1
                     send(request.makeResponse(statusCode: 500, reasonPhrase: "Transaction Key Collision", toTag: makeTag()), to: inbound.replyHop)
@@ -48,19 +47,19 @@ extension Worker {
         let request = inbound.message
         let transaction = makeServerTransaction(inbound, key: key)
         // §16.3 step 3: Max-Forwards.
-        if case .value(0) = request.maxForwards {
+        if case .value(0) = inbound.headers.maxForwards {
             respond(transaction, statusCode: 483, reasonPhrase: "Too Many Hops")
             return
         }
         // §16.3 step 4: loop detection.
-        if isLooping(request) {
+        if isLooping(request, inbound.headers) {
             counters.loopsDetected += 1
             respond(transaction, statusCode: 482, reasonPhrase: "Loop Detected")
             return
         }
         // §16.4: our own Route entries come off; the next one, if any, is the next hop.
         let routes = context.interfaces.scanRoutes(request)
-        let isInitial = request.toTag == nil
+        let isInitial = inbound.headers.toTag == nil
         let target: NextHopTarget
         if let next = routes.nextRoute {
             target = NextHopTarget(uri: next, in: request)
@@ -82,6 +81,10 @@ extension Worker {
             transaction.dialog = dialogs.find(request, seed: context.hashSeed)
             transaction.dialog?.requestStarted(transaction, worker: self)
         }
+        if let address = numericAddress(target) {
+            forward(transaction, to: address, transport: target.transport, routes: routes, isInitial: isInitial)
+            return
+        }
         resolve(target) { [unowned self] result in
             switch result {
             case .success(let address):
@@ -101,8 +104,7 @@ extension Worker {
             ? .invite(ServerInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
             : .nonInvite(ServerNonInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
         let transaction = ProxyTransaction(
-            serverKey: key, request: request, method: request.method, replyHop: inbound.replyHop, server: server,
-            localTag: makeTag())
+            serverKey: key, request: request, headers: inbound.headers, replyHop: inbound.replyHop, server: server)
         serverTransactions[key] = transaction
         counters.serverTransactionsCreated += 1
         if request.method == .invite {
@@ -134,7 +136,7 @@ extension Worker {
 
     /// §16.3 step 4: a Via of ours whose loop hash equals this request's means it came back
     /// unchanged. A spiral (changed Request-URI) has a different hash and goes on.
-    private func isLooping(_ request: SIPMessage) -> Bool {
+    private func isLooping(_ request: SIPMessage, _ headers: RoutingHeaders) -> Bool {
         var ourHashes: [UInt64] = []
         request.forEachVia { via in
             if let branch = via.branchRange, let hash = BranchFormat.loopHash(in: branch, of: request),
@@ -145,7 +147,7 @@ extension Worker {
             return true
         }
         guard !ourHashes.isEmpty else { return false }
-        return ourHashes.contains(BranchFormat.loopHash(of: request, seed: context.hashSeed))
+        return ourHashes.contains(BranchFormat.loopHash(of: request, headers, seed: context.hashSeed))
     }
 
     // MARK: Forwarding
@@ -165,13 +167,12 @@ extension Worker {
         }
         let id = nextTransactionID()
         var branch: [UInt8] = []
-        BranchFormat.append(loopHash: BranchFormat.loopHash(of: request, seed: context.hashSeed), transactionID: id, to: &branch)
         let edits = RequestEdits(
-            via: (outgoing, branch), recordRoutes: recordRoutes, routeRemovals: routes.removals,
-            source: transaction.replyHop.address)
-        let bytes = request.forwarded(with: edits)
+            via: outgoing, loopHash: BranchFormat.loopHash(of: request, transaction.headers, seed: context.hashSeed),
+            transactionID: id, recordRoutes: recordRoutes, routeRemovals: routes.removals,
+            source: transaction.replyHop.address, sourceText: text(of: transaction.replyHop.address))
+        let bytes = request.forwarded(transaction.headers, with: edits, editor: &editor)
         transaction.forwarded = bytes
-        transaction.forwardedMessage = try? SIPMessage(parsing: bytes, framing: .datagram, limits: context.scanLimits)
         transaction.nextHop = Hop(transport: transport, address: address, interfaceIndex: outgoing.index, connection: nil)
         transaction.clientID = id
         clientTransactions[id] = transaction
@@ -193,10 +194,10 @@ extension Worker {
 
     // MARK: ACK
 
-    private func handleACK(_ inbound: Inbound, via: Via) {
+    private func handleACK(_ inbound: Inbound) {
         let ack = inbound.message
-        let key = TransactionKey.server(ack, via: via, method: .invite, seed: context.hashSeed)
-        if let transaction = serverTransactions[key], TransactionKey.sameTransaction(transaction.request, ack),
+        let key = TransactionKey.server(ack, inbound.headers, method: .invite, seed: context.hashSeed)
+        if let transaction = serverTransactions[key], TransactionKey.sameTransaction(transaction, inbound),
             case .invite(var machine) = transaction.server
         {
             // The ACK for our non-2xx final response ends here (hop by hop, §17.2.1).
@@ -214,7 +215,7 @@ extension Worker {
     /// with a branch derived from the sender's so retransmissions keep the same branch.
     private func forwardStatelessly(_ inbound: Inbound) {
         let request = inbound.message
-        if case .value(0) = request.maxForwards {
+        if case .value(0) = inbound.headers.maxForwards {
             counters.malformedDropped += 1
             return
         }
@@ -224,36 +225,45 @@ extension Worker {
             target = NextHopTarget(uri: next, in: request)
         } else if let requestURI = request.requestURI, !context.interfaces.isLocal(requestURI, in: request) {
             target = NextHopTarget(uri: requestURI, in: request)
-        } else if request.toTag == nil, let upstream = context.upstream {
+        } else if inbound.headers.toTag == nil, let upstream = context.upstream {
             target = upstream
         } else {
             counters.unroutableDropped += 1
             return
         }
         dialogs.find(request, seed: context.hashSeed)?.acknowledged(request, worker: self)
+        let send = { [unowned self] (address: SocketAddress) in
+            let outgoing = self.context.interfaces.outgoing(for: target.transport, family: address)
+            let headers = inbound.headers
+            let derived = headers.topVia.branchRange.map { request.hash($0, seed: self.context.hashSeed) } ?? 0
+            let edits = RequestEdits(
+                via: outgoing, loopHash: BranchFormat.loopHash(of: request, headers, seed: self.context.hashSeed),
+                transactionID: derived, routeRemovals: routes.removals, source: inbound.source,
+                sourceText: self.text(of: inbound.source))
+            self.counters.requestsForwarded += 1
+            self.send(
+                request.forwarded(headers, with: edits, editor: &self.editor),
+                to: Hop(transport: target.transport, address: address, interfaceIndex: outgoing.index, connection: nil))
+        }
+        if let address = numericAddress(target) {
+            send(address)
+            return
+        }
         resolve(target) { [unowned self] result in
             guard case .success(let address) = result else {
                 self.counters.unroutableDropped += 1
                 return
             }
-            let outgoing = self.context.interfaces.outgoing(for: target.transport, family: address)
-            let derived = request.topVia?.branchRange.map { request.hash($0, seed: self.context.hashSeed) } ?? 0
-            var branch: [UInt8] = []
-            BranchFormat.append(loopHash: BranchFormat.loopHash(of: request, seed: self.context.hashSeed), transactionID: derived, to: &branch)
-            let edits = RequestEdits(via: (outgoing, branch), routeRemovals: routes.removals, source: inbound.source)
-            self.counters.requestsForwarded += 1
-            self.send(
-                request.forwarded(with: edits),
-                to: Hop(transport: target.transport, address: address, interfaceIndex: outgoing.index, connection: nil))
+            send(address)
         }
     }
 
     // MARK: CANCEL (§16.10)
 
-    private func handleCANCEL(_ inbound: Inbound, via: Via) {
+    private func handleCANCEL(_ inbound: Inbound) {
         let cancel = inbound.message
-        let key = TransactionKey.server(cancel, via: via, method: .invite, seed: context.hashSeed)
-        guard let transaction = serverTransactions[key], TransactionKey.sameTransaction(transaction.request, cancel)
+        let key = TransactionKey.server(cancel, inbound.headers, method: .invite, seed: context.hashSeed)
+        guard let transaction = serverTransactions[key], TransactionKey.sameTransaction(transaction, inbound)
         else {
             send(
                 cancel.makeResponse(statusCode: 481, reasonPhrase: "Call/Transaction Does Not Exist", toTag: makeTag()),

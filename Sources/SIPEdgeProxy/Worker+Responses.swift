@@ -6,7 +6,8 @@ import SIPTransaction
 extension Worker {
     func handleResponse(_ inbound: Inbound) {
         let response = inbound.message
-        guard let via = response.topVia, let branch = via.branchRange,
+        let via = inbound.headers.topVia
+        guard let branch = via.branchRange,
             let id = BranchFormat.transactionID(in: branch, of: response),
             context.interfaces.isLocal(host: response.text(via.hostRange), port: via.port, transport: nil)
         else {
@@ -17,7 +18,7 @@ extension Worker {
             relayStrayResponse(response)
             return
         }
-        guard let cseq = response.cseq else { return }
+        let cseq = inbound.headers.cseq
         if cseq.method == .cancel {
             cancelResponseReceived(transaction, statusCode: response.statusCode)
             return

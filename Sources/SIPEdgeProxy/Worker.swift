@@ -7,6 +7,7 @@ import SIPTransaction
 /// A message received by some worker, with where it came from.
 struct Inbound {
     let message: SIPMessage
+    let headers: RoutingHeaders
     let source: SocketAddress
     let interfaceIndex: Int
     let transport: Transport
@@ -41,6 +42,10 @@ final class Worker: @unchecked Sendable {
     var dialogs = DialogTable()
     var wheel: TimerWheel<TimerPurpose>
     var counters = ProxyCounters()
+    /// Reused for every forwarded message, so its buffers are allocated once.
+    var editor = MessageEditor()
+    /// The text of the last peer address seen: peers repeat, and inet_ntop is not free.
+    private var lastAddressText: (SocketAddress, String)?
     private var transactionSequence: UInt64 = 0
     private var tick: LoopTimer?
 
@@ -101,21 +106,25 @@ final class Worker: @unchecked Sendable {
             reject(error, replyHop: hop)
             return
         }
+        let headers: RoutingHeaders
+        do {
+            headers = try message.routingHeaders()
+        } catch {
+            let hop = Hop(
+                transport: received.transport, address: received.source, interfaceIndex: interfaceIndex,
+                connection: received.connection)
+            reject(error, replyHop: hop)
+            return
+        }
         let inbound = Inbound(
-            message: message, source: received.source, interfaceIndex: interfaceIndex,
+            message: message, headers: headers, source: received.source, interfaceIndex: interfaceIndex,
             transport: received.transport, connection: received.connection)
         dispatch(inbound)
     }
 
-    /// Validates, then hands the message to the worker that owns its call.
+    /// Hands the message to the worker that owns its call.
     func dispatch(_ inbound: Inbound) {
-        do {
-            try inbound.message.validateForProxy()
-        } catch {
-            reject(error, replyHop: inbound.replyHop)
-            return
-        }
-        let owner = context.ownerIndex(of: inbound.message)
+        let owner = context.ownerIndex(of: inbound.message, callID: inbound.headers.callID)
         if owner == index {
             handle(inbound)
         } else {
@@ -250,6 +259,14 @@ final class Worker: @unchecked Sendable {
     func nextTransactionID() -> UInt64 {
         transactionSequence &+= 1
         return UInt64(index) << 56 | (transactionSequence & 0x00FF_FFFF_FFFF_FFFF)
+    }
+
+    /// The numeric text of `address`, from a one-entry cache.
+    func text(of address: SocketAddress) -> String {
+        if let (cached, text) = lastAddressText, cached == address { return text }
+        let text = address.ipAddress
+        lastAddressText = (address, text)
+        return text
     }
 
     /// A to-tag for responses the proxy makes itself.

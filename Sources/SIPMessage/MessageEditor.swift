@@ -1,33 +1,64 @@
 /// Builds an outgoing message as edits of a received one (Kamailio's "lumps"): the original bytes
 /// are copied once, around the inserted, replaced and removed ranges, never re-serialised.
+///
+/// Inserted bytes are written straight into one scratch buffer, and an editor can be reused for the
+/// next message with `reset(for:)`, which keeps its capacity: in steady state the only allocation
+/// per message is the rendered output.
 public struct MessageEditor {
     private struct Edit {
-        var range: ByteRange  // empty for an insertion
-        var replacement: [UInt8]
+        var range: ByteRange  // the original bytes replaced; empty for an insertion
+        var replacement: Range<Int>  // in `scratch`
         var sequence: Int
     }
 
-    public let message: SIPMessage
+    private var message: SIPMessage?
     private var edits: [Edit] = []
+    /// The bytes of every insertion and replacement, back to back.
+    private var scratch: [UInt8] = []
+
+    public init() {
+        edits.reserveCapacity(16)
+        scratch.reserveCapacity(512)
+    }
 
     public init(_ message: SIPMessage) {
+        self.init()
         self.message = message
-        edits.reserveCapacity(8)
+    }
+
+    /// Starts over for another message, keeping the buffers' capacity.
+    public mutating func reset(for message: SIPMessage) {
+        self.message = message
+        edits.removeAll(keepingCapacity: true)
+        scratch.removeAll(keepingCapacity: true)
     }
 
     /// Inserts `bytes` before the byte at `offset`. Insertions at one offset keep their order.
     public mutating func insert(_ bytes: [UInt8], at offset: Int) {
-        edits.append(Edit(range: ByteRange(offset: offset, count: 0), replacement: bytes, sequence: edits.count))
+        replace(ByteRange(offset: offset, count: 0), with: bytes)
     }
 
     /// Replaces the bytes of `range`. Ranges of different edits must not overlap.
     public mutating func replace(_ range: ByteRange, with bytes: [UInt8]) {
-        edits.append(Edit(range: range, replacement: bytes, sequence: edits.count))
+        replace(range) { $0.append(contentsOf: bytes) }
+    }
+
+    /// Replaces the bytes of `range` with what `write` appends to the buffer it is given, without
+    /// building an intermediate array.
+    public mutating func replace(_ range: ByteRange, writing write: (inout [UInt8]) -> Void) {
+        let start = scratch.count
+        write(&scratch)
+        edits.append(Edit(range: range, replacement: start..<scratch.count, sequence: edits.count))
+    }
+
+    /// Inserts what `write` appends before the byte at `offset`.
+    public mutating func insert(at offset: Int, writing write: (inout [UInt8]) -> Void) {
+        replace(ByteRange(offset: offset, count: 0), writing: write)
     }
 
     /// Removes the bytes of `range`.
     public mutating func remove(_ range: ByteRange) {
-        replace(range, with: [])
+        edits.append(Edit(range: range, replacement: scratch.count..<scratch.count, sequence: edits.count))
     }
 
     /// Removes a whole header line, line ending included.
@@ -36,25 +67,38 @@ public struct MessageEditor {
     }
 
     /// The edited message, in one exactly sized buffer.
-    public func render() -> [UInt8] {
-        let ordered = edits.sorted {
-            $0.range.offset != $1.range.offset ? $0.range.offset < $1.range.offset : $0.sequence < $1.sequence
+    public mutating func render() -> [UInt8] {
+        guard let message else { return [] }
+        // Insertion sort: a handful of edits, mostly in order already, and no allocation.
+        var index = 1
+        while index < edits.count {
+            var position = index
+            while position > 0, Self.precedes(edits[position], edits[position - 1]) {
+                edits.swapAt(position, position - 1)
+                position -= 1
+            }
+            index += 1
         }
         var size = message.byteCount
-        for edit in ordered { size += edit.replacement.count - edit.range.count }
+        for edit in edits { size += edit.replacement.count - edit.range.count }
         var output: [UInt8] = []
         output.reserveCapacity(size)
         message.withAllBytes { raw in
             var position = 0
-            for edit in ordered {
+            for edit in edits {
                 precondition(edit.range.offset >= position, "overlapping message edits")
                 output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<edit.range.offset]))
-                output.append(contentsOf: edit.replacement)
+                output.append(contentsOf: scratch[edit.replacement])
                 position = edit.range.end
             }
             output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<raw.count]))
         }
         return output
+    }
+
+    private static func precedes(_ first: Edit, _ second: Edit) -> Bool {
+        first.range.offset != second.range.offset
+            ? first.range.offset < second.range.offset : first.sequence < second.sequence
     }
 }
 

@@ -85,7 +85,7 @@ struct SIPMessageTests {
         #expect(message.statusCode == 486)
         #expect(message.text(message.reasonRange) == "Busy Here")
         #expect(message.text(message.toTag!) == "2")
-        try message.validateForProxy()
+        _ = try message.routingHeaders()
     }
 
     @Test(arguments: [
@@ -99,7 +99,7 @@ struct SIPMessageTests {
             "Content-Length: 0",
         ].filter { !$0.hasPrefix(header + ":") }
         let message = try SIPMessage(parsing: lines.joined(separator: "\r\n") + "\r\n\r\n")
-        let error = #expect(throws: SIPParseError.self) { try message.validateForProxy() }
+        let error = #expect(throws: SIPParseError.self) { _ = try message.routingHeaders() }
         #expect(error?.reasonPhrase == reason)
         #expect(error?.statusCode == 400)
         #expect(error?.partial != nil)
@@ -108,7 +108,7 @@ struct SIPMessageTests {
     @Test func cseqMethodMismatchIsRejected() throws {
         let message = try SIPMessage(
             parsing: "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
-        let error = #expect(throws: SIPParseError.self) { try message.validateForProxy() }
+        let error = #expect(throws: SIPParseError.self) { _ = try message.routingHeaders() }
         #expect(error?.reasonPhrase == "CSeq method does not match")
     }
 
