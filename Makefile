@@ -77,8 +77,11 @@ fuzz fuzz-smoke:
 	.build-fuzz/scan_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -dict=Tests/Fuzz/sip.dict \
 		-artifact_prefix=fuzz-artifacts/ -print_final_stats=1 .build-fuzz/corpus .build-fuzz/seeds
 
+# SIPp end-to-end cases through the proxy (Tests/Integration). PROXY_UNDER_TEST=kamailio runs them
+# through the reference proxy, PROXY_UNDER_TEST=none runs the SIPp pairs directly; SIPREC_EDGE_BIN
+# overrides the binary (default .build/debug/siprec-edge).
 integration-test:
-	@echo "integration-test: not yet"
+	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m pytest Tests/Integration --junitxml=test-results/integration.xml
 
 bench: deps-bench
 	@echo "bench: not yet"
