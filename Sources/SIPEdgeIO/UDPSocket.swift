@@ -15,7 +15,7 @@ public final class UDPSocket {
     /// - Parameters:
     ///   - reusePort: SO_REUSEPORT, so sockets on several loops can share the port.
     ///   - receiveBufferBytes: SO_RCVBUF size (the kernel may cap it at net.core.rmem_max).
-    ///   - maxDatagramSize: the largest datagram delivered; larger ones are dropped and counted in
+    ///   - maxDatagramSize: the largest datagram delivered (1...65535); larger ones are dropped and counted in
     ///     `truncatedDatagrams`. The socket keeps 32 buffers of this size.
     ///   - onMessage: called on the loop's thread for every datagram; the bytes must not escape it.
     /// - Throws: `SIPIOError` when the address cannot be bound.
