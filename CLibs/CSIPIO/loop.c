@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <event2/dns.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
@@ -40,16 +41,16 @@ int csip_io_loop_new(csip_io_loop **out) {
     csip_io_loop *loop = calloc(1, sizeof(*loop));
     if (loop == NULL)
         return -ENOMEM;
-    /* PRECISE_TIMER: CLOCK_MONOTONIC (and timerfd) instead of the coarse clock, whose few
-     * milliseconds of slack would let timers fire before their time on our monotonic clock. */
-    struct event_config *config = event_config_new();
-    if (config == NULL)
-        goto fail;
-    event_config_set_flag(config, EVENT_BASE_FLAG_PRECISE_TIMER);
-    loop->base = event_base_new_with_config(config);
-    event_config_free(config);
+    /* libevent's default coarse monotonic clock, not EVENT_BASE_FLAG_PRECISE_TIMER: the precise
+     * timer re-arms a timerfd on every loop iteration, one extra syscall per wakeup on the hot path.
+     * The coarse clock can lag CLOCK_MONOTONIC by its resolution, so every timer is lengthened by
+     * that much and never fires early by csip_io_monotonic_ms. */
+    loop->base = event_base_new();
     if (loop->base == NULL)
         goto fail;
+    struct timespec resolution = {0, 0};
+    clock_getres(CLOCK_MONOTONIC_COARSE, &resolution);
+    loop->timer_slack_ms = (uint64_t)resolution.tv_sec * 1000u + ((uint64_t)resolution.tv_nsec + 999999u) / 1000000u;
     loop->wake_event = event_new(loop->base, -1, 0, wake_cb, loop);
     loop->stop_event = event_new(loop->base, -1, 0, stop_cb, loop);
     if (loop->wake_event == NULL || loop->stop_event == NULL)
@@ -100,10 +101,19 @@ uint64_t csip_io_monotonic_ms(void) {
     return (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 }
 
+int csip_io_malloc_keep_freed(size_t trim_threshold, size_t top_pad) {
+    int ok = mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) && mallopt(M_TOP_PAD, (int)top_pad);
+    return ok ? 0 : -1;
+}
+
 /* MARK: - Timers */
 
 struct csip_io_timer {
     struct event_base *base;
+    uint64_t slack_ms;
+    int repeat;
+    uint64_t interval_ms; /* repeating timers: the period */
+    uint64_t deadline_ms; /* when the timer is due, by csip_io_monotonic_ms */
     struct event *event;
     csip_io_timer_cb cb;
     void *ctx;
@@ -111,6 +121,16 @@ struct csip_io_timer {
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg) {
     csip_io_timer *timer = arg;
+    if (timer->repeat) {
+        /* Re-armed by hand rather than EV_PERSIST so that each period gets the clock slack
+         * without the slack accumulating: the next deadline counts from the previous one. */
+        timer->deadline_ms += timer->interval_ms;
+        uint64_t now = csip_io_monotonic_ms();
+        uint64_t delay = (timer->deadline_ms > now ? timer->deadline_ms - now : 0) + timer->slack_ms;
+        struct timeval next = {.tv_sec = (time_t)(delay / 1000u), .tv_usec = (suseconds_t)(delay % 1000u) * 1000};
+        event_base_update_cache_time(timer->base);
+        event_add(timer->event, &next);
+    }
     timer->cb(timer->ctx);
 }
 
@@ -119,7 +139,9 @@ csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating) {
     if (timer == NULL)
         return NULL;
     timer->base = loop->base;
-    timer->event = event_new(loop->base, -1, repeating ? EV_PERSIST : 0, timer_cb, timer);
+    timer->slack_ms = loop->timer_slack_ms;
+    timer->repeat = repeating;
+    timer->event = event_new(loop->base, -1, 0, timer_cb, timer);
     if (timer->event == NULL) {
         free(timer);
         return NULL;
@@ -133,12 +155,20 @@ void csip_io_timer_attach(csip_io_timer *timer, csip_io_timer_cb cb, void *ctx) 
 }
 
 int csip_io_timer_start(csip_io_timer *timer, uint64_t milliseconds) {
+    const struct timeval slack = {
+        .tv_sec = (time_t)(timer->slack_ms / 1000u),
+        .tv_usec = (suseconds_t)(timer->slack_ms % 1000u) * 1000,
+    };
     struct timeval interval = {
         .tv_sec = (time_t)(milliseconds / 1000u),
         .tv_usec = (suseconds_t)(milliseconds % 1000u) * 1000,
     };
     /* Inside a callback the loop's cached time is from the start of the iteration; count from now. */
+    timer->deadline_ms = csip_io_monotonic_ms() + milliseconds;
+    if (timer->repeat)
+        timer->interval_ms = milliseconds;
     event_base_update_cache_time(timer->base);
+    evutil_timeradd(&interval, &slack, &interval);
     return event_add(timer->event, &interval) == 0 ? 0 : CSIP_IO_ERR_LIBEVENT;
 }
 

@@ -61,7 +61,9 @@ struct RequestEdits {
     var via: LocalInterface
     var loopHash: UInt64
     var transactionID: UInt64
-    var recordRoutes: [LocalInterface] = []
+    /// Record-Route entries, top first: ours toward the next hop, then (when the request changes
+    /// interface) ours toward the sender.
+    var recordRoutes: (LocalInterface?, LocalInterface?) = (nil, nil)
     var routeRemovals: [ByteRange] = []
     /// The sender's address, for `received` and `rport` on its Via (RFC 3261 §18.2.1, RFC 3581).
     var source: SocketAddress
@@ -74,9 +76,8 @@ extension SIPMessage {
     /// when the sender left it out. `editor` is the worker's reusable one.
     func forwarded(_ headers: RoutingHeaders, with edits: RequestEdits, editor: inout MessageEditor) -> [UInt8] {
         editor.reset(for: self)
-        for interface in edits.recordRoutes {
-            editor.insert(interface.recordRoute, at: headersOffset)
-        }
+        if let top = edits.recordRoutes.0 { editor.insert(top.recordRoute, at: headersOffset) }
+        if let second = edits.recordRoutes.1 { editor.insert(second.recordRoute, at: headersOffset) }
         editor.insert(at: firstHeader(.via)?.lineRange.offset ?? headersOffset) { output in
             output.append(contentsOf: edits.via.viaPrefix)
             BranchFormat.append(loopHash: edits.loopHash, transactionID: edits.transactionID, to: &output)

@@ -30,6 +30,7 @@ public final class ProxyServer: @unchecked Sendable {
 
     /// Binds every listen address on every worker and starts the worker threads.
     public func start() throws(SIPIOError) {
+        EventLoop.keepFreedMemory()
         var created: [Worker] = []
         for index in 0..<workerCount {
             let loop = try EventLoop(index: index)

@@ -160,13 +160,12 @@ extension Worker {
         let request = transaction.request
         let outgoing = context.interfaces.outgoing(for: transport, family: address)
         let incoming = context.interfaces.all[transaction.replyHop.interfaceIndex]
-        var recordRoutes: [LocalInterface] = []
+        var recordRoutes: (LocalInterface?, LocalInterface?) = (nil, nil)
         if isInitial, SIPMethod.dialogCreating.contains(request.method) {
             // RFC 5658: one entry per side when the request changes interface or transport.
-            recordRoutes = outgoing.index == incoming.index ? [outgoing] : [outgoing, incoming]
+            recordRoutes = outgoing.index == incoming.index ? (outgoing, nil) : (outgoing, incoming)
         }
         let id = nextTransactionID()
-        var branch: [UInt8] = []
         let edits = RequestEdits(
             via: outgoing, loopHash: BranchFormat.loopHash(of: request, transaction.headers, seed: context.hashSeed),
             transactionID: id, recordRoutes: recordRoutes, routeRemovals: routes.removals,

@@ -64,6 +64,10 @@ void csip_io_loop_wake(csip_io_loop *loop);
 typedef struct csip_io_timer csip_io_timer;
 typedef void (*csip_io_timer_cb)(void *ctx);
 
+/* Tells malloc to keep freed memory instead of trimming its heaps (mallopt M_TRIM_THRESHOLD and
+ * M_TOP_PAD). Returns 0, or -1 when malloc refused. */
+int csip_io_malloc_keep_freed(size_t trim_threshold, size_t top_pad);
+
 /* A timer that fires once per csip_io_timer_start, or every interval when `repeating`. NULL on OOM. */
 csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating);
 /* Sets the callback; before the first csip_io_timer_start. */

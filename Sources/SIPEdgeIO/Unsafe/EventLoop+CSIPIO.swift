@@ -72,3 +72,12 @@ private func resolveCallback(
     }
     request.completion(.success(found))
 }
+
+extension EventLoop {
+    /// Makes malloc keep freed memory instead of trimming its heaps after every burst. Worker
+    /// threads' arenas otherwise shrink and grow again (an mprotect each time) under steady load.
+    /// Process-wide; call once at start-up.
+    public static func keepFreedMemory(trimThresholdBytes: Int = 256 << 20, topPadBytes: Int = 16 << 20) {
+        _ = csip_io_malloc_keep_freed(trimThresholdBytes, topPadBytes)
+    }
+}
