@@ -324,7 +324,22 @@ def start_proxy(kind: str, endpoints: ProxyEndpoints, upstream: str, work_dir: P
     try:
         proxy.wait_bound("udp", endpoints.udp_port)
         proxy.wait_bound("tcp", endpoints.tcp_port)
+        if kind == "kamailio":
+            _wait_kamailio_workers(proxy)
     except HarnessError:
         proxy.stop()
         raise
     return proxy
+
+
+def _wait_kamailio_workers(proxy: ManagedProcess) -> None:
+    """Kamailio binds before it forks its workers: wait until the process count it announces
+    is reached, so that traffic and signals meet a fully started proxy."""
+    deadline = time.monotonic() + BIND_TIMEOUT_S
+    while time.monotonic() < deadline:
+        announced = re.search(r"processes \(at least\): (\d+)", proxy.log_tail(200))
+        if announced and len(_process_tree(proxy.pid)) >= int(announced.group(1)):
+            return
+        time.sleep(0.02)
+    raise HarnessError(f"kamailio did not start all its processes within {BIND_TIMEOUT_S:.0f} s\n"
+                       f"{proxy.log_tail()}")

@@ -26,6 +26,8 @@ def port_is_free(transport: str, port: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_proxy_with_status_0(bench, sig):
     bench.skip_unless_proxy("no proxy process")
+    bench.skip_for_kamailio("now and then its main process waits for a worker for longer than "
+                            "5 s on shutdown (about 1 stop in 60 here); the bound is siprec-edge's")
     endpoints = bench.start_proxy(harness.free_port(), "udp")
     status, seconds = bench.proxy.stop(sig, timeout=STOP_BOUND_S)
     assert seconds < STOP_BOUND_S, f"still running {STOP_BOUND_S:.0f} s after {sig.name}; killed"
