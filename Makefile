@@ -15,7 +15,7 @@ TEST_PACKAGES := sip-tester libxml2-utils rtpengine-daemon
 BENCH_PACKAGES := kamailio sysstat
 
 .PHONY: all deps deps-bench build release run test unit-test c-test fuzz fuzz-smoke integration-test \
-        bench bench-scan bench-load fixtures clean
+        bench bench-scan bench-load clean
 
 all: build
 
@@ -83,13 +83,20 @@ fuzz fuzz-smoke:
 integration-test:
 	PYTHONDONTWRITEBYTECODE=1 $(PYTHON) -m pytest Tests/Integration --junitxml=test-results/integration.xml
 
-bench: deps-bench
-	@echo "bench: not yet"
+# Everything Perf/ measures: the scanner alone, then SIPp load through siprec-edge (1 and 2
+# workers) and through the Kamailio anchor, in one run on this machine.
+bench: deps-bench bench-scan bench-load
+
+bench-load: deps-bench release
+	SHARED=$(SHARED) Perf/LoadBench/load-bench.sh $(BENCH_RATE) $(BENCH_SECONDS)
+
+BENCH_RATE ?= 1000
+BENCH_SECONDS ?= 15
 
 # Scanner throughput on one core and allocations per message, release build (Perf/ScanBench).
 bench-scan:
-	$(SWIFT) build -c release --scratch-path .build-bench --product ScanBench
-	.build-bench/release/ScanBench Tests/Fixtures/corpus
+	$(SWIFT) build -c release --product ScanBench
+	.build/release/ScanBench Tests/Fixtures/corpus
 
 clean:
 	rm -rf .build .build-*
