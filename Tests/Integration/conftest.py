@@ -138,7 +138,6 @@ class Bench:
         self._proxy = proxy
         self._processes.append(proxy)
         self._artifacts.insert(0, (f"{self.kind} log (tail)", lambda: proxy.log_tail(80)))
-        self.endpoints = endpoints
         return endpoints
 
     @property

@@ -71,13 +71,13 @@ class CallPath:
             self.assert_proxy_via(vias[0], towards)
         assert message.value("Max-Forwards") == str(UAC_MAX_FORWARDS - self.hops)
 
-    def assert_record_route(self, message: SipMessage) -> list[str]:
+    def assert_record_route(self, message: SipMessage) -> None:
         """One Record-Route entry per proxy, two when the proxy changes transport (RFC 5658);
         the top one faces the callee, whose requests follow the route set in order."""
         entries = message.values("Record-Route")
         if not self.hops:
             assert entries == [], entries
-            return entries
+            return
         legs = [self.upstream] if self.client == self.upstream else [self.upstream, self.client]
         assert len(entries) == len(legs), f"Record-Route entries {entries}"
         for entry, transport in zip(entries, legs):
@@ -86,7 +86,6 @@ class CallPath:
             assert "lr" in route.params, f"not a loose-routing entry: {entry}"
             if len(legs) == 2:
                 assert route.transport == transport, entry
-        return entries
 
     def assert_no_own_route(self, message: SipMessage) -> None:
         """An in-dialog request leaves the proxy without the Route entries naming it."""
@@ -102,17 +101,16 @@ class CallPath:
         assert len(trying.values("Via")) == 1, trying.values("Via")
 
 
-def start_call(bench, client: str, upstream: str, uac_scenario: str, uas_scenario: str,
-               calls: int = 1, uac_extra=(), uas_extra=()):
+def start_call(bench, client: str, upstream: str, uac_scenario: str, uas_scenario: str):
+    """Runs one call of a scenario pair through the element under test; both must succeed."""
     path = CallPath(bench, client, upstream)
-    uas = bench.uas(uas_scenario, upstream, calls=calls, extra=list(uas_extra))
+    uas = bench.uas(uas_scenario, upstream)
     # A mixed-transport call names the upstream transport; a single-transport UDP call relies on
     # the default (UDP) of a URI without one.
     path.endpoints = bench.start_proxy(uas.local_port, upstream,
                                        explicit_transport=(client != upstream or upstream == "tcp"),
                                        client_transport=client)
-    uac = bench.uac(uac_scenario, client, path.endpoints.port(client), calls=calls,
-                    extra=list(uac_extra))
+    uac = bench.uac(uac_scenario, client, path.endpoints.port(client))
     bench.finish_calls(uac, uas)
     return path, uac, uas
 
@@ -162,11 +160,10 @@ def test_basic_call(bench, client, upstream):
 
 @pytest.mark.parametrize("client,upstream", MIXED_TRANSPORT)
 def test_mixed_transport_call(bench, client, upstream):
+    """The proxy changes transport between caller and callee: the callee sees two Record-Route
+    entries for it, one per transport (checked by assert_record_route)."""
     path, uac, uas = start_call(bench, client, upstream, "uac_call.xml", "uas_call.xml")
     check_basic_call(path, uac, uas)
-    if bench.has_proxy:
-        invite = first(requests(uas.received(), "INVITE"), "INVITE at the callee")
-        assert len(invite.values("Record-Route")) == 2
 
 
 # ----------------------------------------------------------------------------- 2: 486 Busy Here
@@ -278,13 +275,14 @@ LOSSY_UAS_LINGER_MS = 4000  # outlasts the proxy's BYE retransmissions at 0.5, 1
 def test_calls_complete_under_packet_loss(bench):
     """SIPp drops 10 % of what each side sends and receives (-lost 10); every call still
     completes because the proxy's transactions retransmit, and absorb retransmissions, over UDP."""
+    bench.skip_unless_proxy("two SIPp instances alone re-answer a retransmission only while "
+                            "the call lingers, so lossy calls fail by chance (about 1 run in 10 "
+                            "here); the pair is validated under loss through Kamailio")
     lossy = ["-lost", "10", "-r", "5"]
-    path = CallPath(bench, "udp", "udp")
     uas = bench.uas("uas_answer.xml", "udp", calls=LOSSY_CALLS, extra=lossy,
                     linger_ms=LOSSY_UAS_LINGER_MS)
-    path.endpoints = bench.start_proxy(uas.local_port, "udp", client_transport="udp")
-    uac = bench.uac("uac_call.xml", "udp", path.endpoints.port("udp"), calls=LOSSY_CALLS,
-                    extra=lossy)
+    endpoints = bench.start_proxy(uas.local_port, "udp", explicit_transport=False)
+    uac = bench.uac("uac_call.xml", "udp", endpoints.udp_port, calls=LOSSY_CALLS, extra=lossy)
     bench.finish_calls(uac, uas)
     assert uac.successful_calls() == LOSSY_CALLS
     assert uas.successful_calls() == LOSSY_CALLS
