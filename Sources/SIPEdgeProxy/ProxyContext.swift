@@ -75,11 +75,10 @@ final class ConnectionRegistry: Sendable {
         }
     }
 
+    /// The connection to `address`; it may belong to another loop, which alone may use it.
     func lookup(_ address: SocketAddress) -> StreamConnection? {
-        table.withLock { $0[address]?.value }.flatMap { $0.isOpen ? $0 : nil }
+        table.withLock { $0[address]?.value }
     }
-
-    var count: Int { table.withLock { $0.count } }
 }
 
 /// Per-worker counters; summed over workers when reported.

@@ -13,9 +13,13 @@ struct Inbound {
     let transport: Transport
     let connection: StreamConnection?
 
-    /// The way back to the sender: the same connection, or the same socket to its address.
+    /// Where responses go (RFC 3261 §18.2.2, RFC 3581): on the request's own connection while it
+    /// is open; otherwise to the source address, at the source port when the Via asked for `rport`,
+    /// else at the Via's sent-by port.
     var replyHop: Hop {
-        Hop(transport: transport, address: source, interfaceIndex: interfaceIndex, connection: connection)
+        let via = headers.topVia
+        let address = via.rportParameterRange != nil ? source : source.withPort(UInt16(via.port ?? 5060))
+        return Hop(transport: transport, address: address, interfaceIndex: interfaceIndex, connection: connection)
     }
 }
 
@@ -66,7 +70,8 @@ final class Worker: @unchecked Sendable {
                 let interfaceIndex = interface.index
                 udpSockets[interfaceIndex] = try UDPSocket(
                     loop: loop, bindTo: interface.address, reusePort: true,
-                    receiveBufferBytes: context.configuration.udpReceiveBufferBytes
+                    receiveBufferBytes: context.configuration.udpReceiveBufferBytes,
+                    maxDatagramSize: min(context.configuration.maxMessageSize, 65535)
                 ) { [unowned self] received in
                     self.receive(received, interfaceIndex: interfaceIndex)
                 }
@@ -175,20 +180,33 @@ final class Worker: @unchecked Sendable {
             }
             socket.send(bytes, to: hop.address)
         case .tcp:
-            let connection: StreamConnection
-            if let known = hop.connection, known.isOpen {
-                connection = known
-            } else if let pooled = context.connections.lookup(hop.address) {
-                connection = pooled
-            } else {
-                connection = connect(to: hop.address, interfaceIndex: hop.interfaceIndex)
+            guard let connection = hop.connection ?? context.connections.lookup(hop.address) else {
+                connect(to: hop.address, interfaceIndex: hop.interfaceIndex).send(bytes)
+                return
             }
-            if connection.loop === loop {
-                connection.send(bytes)
-            } else {
-                let handover = Handover(value: connection)
-                connection.loop.execute { handover.value.send(bytes) }
+            guard connection.loop !== loop else {
+                sendOnOwnLoop(bytes, on: connection, hop: hop)
+                return
             }
+            // Only the owning loop may touch a connection, its state included.
+            let handover = Handover(value: (connection, hop))
+            let owner = context.workers[connection.loop.index]
+            connection.loop.execute {
+                let (connection, hop) = handover.value
+                owner.sendOnOwnLoop(bytes, on: connection, hop: hop)
+            }
+        }
+    }
+
+    /// Sends on a connection this worker's loop owns; a closed one is replaced by a new connection
+    /// to the same address (RFC 3261 §18.2.2: a response opens a new one when the old is gone).
+    func sendOnOwnLoop(_ bytes: [UInt8], on connection: StreamConnection, hop: Hop) {
+        if connection.isOpen {
+            connection.send(bytes)
+        } else if let pooled = context.connections.lookup(hop.address), pooled.loop === loop, pooled.isOpen {
+            pooled.send(bytes)
+        } else {
+            connect(to: hop.address, interfaceIndex: hop.interfaceIndex).send(bytes)
         }
     }
 
