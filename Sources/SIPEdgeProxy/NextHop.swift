@@ -39,12 +39,15 @@ extension Worker {
         loop.resolve(host: target.host) { result in
             switch result {
             case .success(let addresses):
-                guard let first = addresses.first, let address = try? SocketAddress(ipAddress: first.ipAddress, port: port)
-                else {
+                // The first answer of a family we have an interface for (A before AAAA on an IPv4 proxy).
+                let usable = addresses.first { candidate in
+                    self.context.interfaces.all.contains { $0.address.isIPv6 == candidate.isIPv6 }
+                }
+                guard let usable else {
                     completion(.failure(SIPIOError(code: .nameNotFound, operation: "resolve \(target.host)", reason: "no address")))
                     return
                 }
-                completion(.success(address))
+                completion(.success(usable.withPort(port)))
             case .failure(let error):
                 completion(.failure(error))
             }

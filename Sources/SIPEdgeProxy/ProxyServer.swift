@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Logging
 import Synchronization
@@ -63,32 +64,46 @@ public final class ProxyServer: @unchecked Sendable {
         threads.removeAll()
     }
 
-    /// Counters summed over all workers (read after `stop()`, or as a snapshot while running).
+    /// Counters summed over all workers, with the live transaction and dialog counts. While the
+    /// loops run, each worker reports from its own thread (bounded wait); after `stop()` they are
+    /// read directly.
     public func countersSnapshot() -> [(String, Int)] {
-        let sum = workers.reduce(ProxyCounters()) { total, worker in
-            let box = Mutex(ProxyCounters())
-            if threads.isEmpty {
-                box.withLock { $0 = worker.counters }
-            } else {
-                let done = Mutex(false)
+        let reports = Mutex<[WorkerReport]>([])
+        if threads.isEmpty {
+            reports.withLock { $0 = workers.map(WorkerReport.init) }
+        } else {
+            let done = DispatchSemaphore(value: 0)
+            for worker in workers {
                 let handover = Handover(value: worker)
                 worker.loop.execute {
-                    let counters = handover.value.counters
-                    box.withLock { $0 = counters }
-                    done.withLock { $0 = true }
+                    let report = WorkerReport(handover.value)
+                    reports.withLock { $0.append(report) }
+                    done.signal()
                 }
-                for _ in 0..<200 where !done.withLock({ $0 }) { usleep(5000) }
             }
-            return total + box.withLock { $0 }
+            for _ in workers { _ = done.wait(timeout: .now() + .seconds(2)) }
         }
-        var fields = sum.fields
-        fields.append(("active_server_transactions", activeCount(\.serverTransactions.count)))
-        fields.append(("active_client_transactions", activeCount(\.clientTransactions.count)))
-        fields.append(("active_dialogs", activeCount(\.dialogs.count)))
+        let collected = reports.withLock { $0 }
+        var fields = collected.reduce(ProxyCounters()) { $0 + $1.counters }.fields
+        fields.append(("active_server_transactions", collected.reduce(0) { $0 + $1.serverTransactions }))
+        fields.append(("active_client_transactions", collected.reduce(0) { $0 + $1.clientTransactions }))
+        fields.append(("active_dialogs", collected.reduce(0) { $0 + $1.dialogs }))
+        fields.append(("workers_reporting", collected.count))
         return fields
     }
+}
 
-    private func activeCount(_ path: KeyPath<Worker, Int>) -> Int {
-        threads.isEmpty ? workers.reduce(0) { $0 + $1[keyPath: path] } : -1
+/// One worker's figures, taken on its own loop.
+private struct WorkerReport: Sendable {
+    let counters: ProxyCounters
+    let serverTransactions: Int
+    let clientTransactions: Int
+    let dialogs: Int
+
+    init(_ worker: Worker) {
+        counters = worker.counters
+        serverTransactions = worker.serverTransactions.count
+        clientTransactions = worker.clientTransactions.count
+        dialogs = worker.dialogs.count
     }
 }

@@ -8,21 +8,35 @@ import SIPEdgeConfig
 
 /// A proxy on loopback between a caller and a callee played by raw UDP sockets.
 final class ProxyFixture {
-    let caller = UDPPeer()
-    let callee = UDPPeer()
+    enum Upstream { case callee, proxyItself, none }
+
+    let caller: UDPPeer
+    let callee: UDPPeer
     let proxyPort: UInt16
     let server: ProxyServer
     let events = EventLog()
+    /// How the peers write the loopback address in URIs and Vias.
+    let host: String
 
-    init(t1Milliseconds: Int = 500, workers: Int = 2, upstreamToSelf: Bool = false) throws {
-        proxyPort = freeUDPPort()
+    init(
+        t1Milliseconds: Int = 500, workers: Int = 2, upstream: Upstream = .callee, ipv6: Bool = false,
+        configure: (inout ProxyConfiguration) -> Void = { _ in }
+    ) throws {
+        caller = UDPPeer(ipv6: ipv6)
+        callee = UDPPeer(ipv6: ipv6)
+        host = ipv6 ? "[::1]" : "127.0.0.1"
+        proxyPort = UDPPeer(ipv6: ipv6).port
         var configuration = ProxyConfiguration()
-        configuration.listen = [ListenAddress(transport: .udp, host: "127.0.0.1", port: proxyPort)]
-        let upstreamPort = upstreamToSelf ? proxyPort : callee.port
-        configuration.upstream = try UpstreamTarget(parsing: "sip:127.0.0.1:\(upstreamPort)")
+        configuration.listen = [ListenAddress(transport: .udp, host: ipv6 ? "::1" : "127.0.0.1", port: proxyPort)]
+        switch upstream {
+        case .callee: configuration.upstream = try UpstreamTarget(parsing: "sip:\(host):\(callee.port)")
+        case .proxyItself: configuration.upstream = try UpstreamTarget(parsing: "sip:\(host):\(proxyPort)")
+        case .none: configuration.upstream = nil
+        }
         configuration.workers = workers
         configuration.t1Milliseconds = t1Milliseconds
         configuration.t2Milliseconds = max(4000, t1Milliseconds)
+        configure(&configuration)
         let events = self.events
         server = try ProxyServer(
             configuration: configuration,
@@ -35,16 +49,24 @@ final class ProxyFixture {
 
     deinit { server.stop() }
 
-    func invite(callID: String, branch: String = "z9hG4bKcaller1", maxForwards: Int = 70, cseq: Int = 1) -> String {
+    /// A counter from the running proxy.
+    func counter(_ name: String) -> Int? {
+        server.countersSnapshot().first { $0.0 == name }?.1
+    }
+
+    func invite(
+        callID: String, branch: String = "z9hG4bKcaller1", maxForwards: Int = 70, cseq: Int = 1,
+        requestURIHost: String? = nil
+    ) -> String {
         """
-        INVITE sip:bob@127.0.0.1:\(callee.port) SIP/2.0\r
-        Via: SIP/2.0/UDP 127.0.0.1:\(caller.port);branch=\(branch);rport\r
+        INVITE sip:bob@\(requestURIHost ?? host):\(callee.port) SIP/2.0\r
+        Via: SIP/2.0/UDP \(host):\(caller.port);branch=\(branch);rport\r
         Max-Forwards: \(maxForwards)\r
         From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
         To: <sip:bob@127.0.0.1>\r
         Call-ID: \(callID)\r
         CSeq: \(cseq) INVITE\r
-        Contact: <sip:alice@127.0.0.1:\(caller.port)>\r
+        Contact: <sip:alice@\(host):\(caller.port)>\r
         Content-Type: application/sdp\r
         Content-Length: 4\r
         \r
@@ -62,7 +84,7 @@ final class ProxyFixture {
         lines.append("To: \(request.value("To")!)" + (toTag.map { ";tag=\($0)" } ?? ""))
         lines.append("Call-ID: \(request.value("Call-ID")!)")
         lines.append("CSeq: \(request.value("CSeq")!)")
-        if contact { lines.append("Contact: <sip:bob@127.0.0.1:\(callee.port)>") }
+        if contact { lines.append("Contact: <sip:bob@\(host):\(callee.port)>") }
         lines.append("Content-Length: 0")
         return lines.joined(separator: "\r\n") + "\r\n\r\n"
     }
@@ -75,10 +97,6 @@ final class EventLog: Sendable {
     var entries: [String] { storage.withLock { $0 } }
 }
 
-func freeUDPPort() -> UInt16 {
-    let probe = UDPPeer()
-    return probe.port
-}
 
 @Suite("Proxy forwarding over UDP", .serialized)
 struct ProxyForwardingTests {
@@ -177,7 +195,7 @@ struct ProxyForwardingTests {
     }
 
     @Test func requestLoopingBackIsAnswered482() throws {
-        let fixture = try ProxyFixture(upstreamToSelf: true)
+        let fixture = try ProxyFixture(upstream: .proxyItself)
         fixture.caller.send(fixture.invite(callID: "fwd-5"), toPort: fixture.proxyPort)
         let response = try #require(fixture.caller.receive(startingWith: "SIP/2.0 482"))
         #expect(TextMessage(response).startLine == "SIP/2.0 482 Loop Detected")

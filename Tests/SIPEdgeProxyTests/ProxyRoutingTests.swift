@@ -1,0 +1,90 @@
+import Testing
+import SIPEdgeConfig
+@testable import SIPEdgeProxy
+
+@Suite("Proxy routing, IPv6, dialog expiry and counters", .serialized)
+struct ProxyRoutingTests {
+    @Test func ipv6ListenAndUpstream() throws {
+        let fixture = try ProxyFixture(ipv6: true)
+        fixture.caller.send(fixture.invite(callID: "v6-1"), toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
+        let message = TextMessage(forwarded)
+        #expect(message.values("Record-Route") == ["<sip:[::1]:\(fixture.proxyPort);lr>"])
+        #expect(message.values("Via").first?.hasPrefix("SIP/2.0/UDP [::1]:\(fixture.proxyPort);branch=z9hG4bK") == true)
+        #expect(message.values("Via").last == "SIP/2.0/UDP [::1]:\(fixture.caller.port);branch=z9hG4bKcaller1;rport=\(fixture.caller.port);received=::1")
+        fixture.callee.send(fixture.response("486 Busy Here", to: forwarded), toPort: fixture.proxyPort)
+        let busy = try #require(fixture.caller.receive(startingWith: "SIP/2.0 486"))
+        #expect(TextMessage(busy).value("CSeq") == "1 INVITE")
+        let ack = try #require(fixture.callee.receive(startingWith: "ACK"))
+        #expect(TextMessage(ack).startLine == "ACK sip:bob@[::1]:\(fixture.callee.port) SIP/2.0")
+    }
+
+    @Test func withoutUpstreamTheRequestURINameIsResolved() throws {
+        let fixture = try ProxyFixture(upstream: .none)
+        fixture.caller.send(fixture.invite(callID: "dns-1", requestURIHost: "localhost"), toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
+        #expect(TextMessage(forwarded).startLine == "INVITE sip:bob@localhost:\(fixture.callee.port) SIP/2.0")
+    }
+
+    @Test func unknownNameGets503() throws {
+        let fixture = try ProxyFixture(upstream: .none)
+        fixture.caller.send(
+            fixture.invite(callID: "dns-2", requestURIHost: "no-such-host.invalid"), toPort: fixture.proxyPort)
+        let response = try #require(fixture.caller.receive(startingWith: "SIP/2.0 503", timeoutMilliseconds: 8000))
+        #expect(TextMessage(response).startLine == "SIP/2.0 503 Next Hop Unresolvable")
+    }
+
+    @Test func requestForTheProxyItselfIsAnswered() throws {
+        let fixture = try ProxyFixture(upstream: .none)
+        fixture.caller.send(
+            """
+            OPTIONS sip:127.0.0.1:\(fixture.proxyPort) SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKping\r
+            Max-Forwards: 70\r
+            From: <sip:monitor@127.0.0.1>;tag=m1\r
+            To: <sip:127.0.0.1:\(fixture.proxyPort)>\r
+            Call-ID: ping-1\r
+            CSeq: 1 OPTIONS\r
+            Content-Length: 0\r
+            \r
+
+            """, toPort: fixture.proxyPort)
+        let response = try #require(fixture.caller.receive(startingWith: "SIP/2.0"))
+        #expect(TextMessage(response).startLine == "SIP/2.0 200 OK")
+    }
+
+    @Test func dialogWithoutByeExpires() throws {
+        let fixture = try ProxyFixture { $0.dialogLifetimeSeconds = 1 }
+        fixture.caller.send(fixture.invite(callID: "expiry-1"), toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
+        fixture.callee.send(fixture.response("200 OK", to: forwarded), toPort: fixture.proxyPort)
+        _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 200"))
+        fixture.caller.send(
+            """
+            ACK sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKack9\r
+            Route: <sip:127.0.0.1:\(fixture.proxyPort);lr>\r
+            Max-Forwards: 70\r
+            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
+            To: <sip:bob@127.0.0.1>;tag=bob1\r
+            Call-ID: expiry-1\r
+            CSeq: 1 ACK\r
+            Content-Length: 0\r
+            \r
+
+            """, toPort: fixture.proxyPort)
+        _ = try #require(fixture.callee.receive(startingWith: "ACK"))
+        #expect(fixture.counter("active_dialogs") == 1)
+        var waited = 0
+        while fixture.events.entries.last?.contains("terminated") != true, waited < 3000 {
+            _ = fixture.callee.receive(timeoutMilliseconds: 100)
+            waited += 100
+        }
+        #expect(fixture.events.entries == [
+            "expiry-1 confirmed", "expiry-1 terminated(SIPDialog.DialogTerminationReason.expired)",
+        ])
+        #expect(fixture.counter("active_dialogs") == 0)
+        #expect(fixture.counter("dialogs_terminated") == 1)
+        #expect(fixture.counter("workers_reporting") == 2)
+    }
+}
