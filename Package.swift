@@ -10,6 +10,9 @@ import PackageDescription
 let swiftSettings: [SwiftSetting] = [
     .enableExperimentalFeature("Lifetimes"),  // ~Escapable views over received bytes (RawSpan)
     .enableUpcomingFeature("MemberImportVisibility"),
+    // Specialise generics across modules (the timer wheel, the state machines) in release builds;
+    // without it the hot path pays for runtime generic metadata lookups.
+    .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
 ]
 
 /// C targets are built with the GNU extensions they check for (recvmmsg, sendmmsg, SO_REUSEPORT).
