@@ -14,12 +14,15 @@ struct LocalInterface: Sendable {
     let recordRoute: [UInt8]
     /// The host as it appears in our URIs and Via (IPv6 in brackets).
     let hostText: String
+    /// The numeric address without brackets, as URIs and Vias parse it.
+    let ipText: String
 
     init(index: Int, listen: ListenAddress) throws(SIPIOError) {
         self.index = index
         self.transport = listen.transport == .tcp ? .tcp : .udp
         self.address = try SocketAddress(ipAddress: listen.host, port: listen.port)
         self.hostText = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
+        self.ipText = address.ipAddress
         var via: [UInt8] = []
         via.append(ascii: "Via: SIP/2.0/")
         via.append(text: transport == .tcp ? "TCP" : "UDP")
@@ -52,21 +55,21 @@ struct LocalInterfaces: Sendable {
             ?? all[0]
     }
 
-    /// True when `host:port` (port nil = 5060) with `transport` names one of our interfaces.
-    func isLocal(host: String, port: Int?, transport: Transport?) -> Bool {
+    /// True when the host in `hostRange` of `message` and `port` (nil = 5060), with `transport`
+    /// (nil = any), name one of our interfaces. Compares bytes: no text is built.
+    func isLocal(host hostRange: ByteRange, port: Int?, transport: Transport?, in message: SIPMessage) -> Bool {
         let port = port ?? 5060
         return all.contains { interface in
-            interface.address.ipAddress == host && Int(interface.address.port) == port
-                && (transport == nil || interface.transport == transport)
+            Int(interface.address.port) == port && (transport == nil || interface.transport == transport)
+                && message.equals(hostRange, interface.ipText)
         }
     }
 
-    /// True when a URI in `message` points at one of our interfaces.
+    /// True when a URI in `message` points at one of our interfaces: the transport it names, or
+    /// any of ours when it names none.
     func isLocal(_ uri: URIParts, in message: SIPMessage) -> Bool {
-        let host = message.text(uri.hostRange)
-        let transport = uri.transportRange.map { Transport(sipText: message.text($0)) } ?? nil
-        return isLocal(host: host, port: uri.port, transport: transport ?? .udp)
-            || (uri.transportRange == nil && isLocal(host: host, port: uri.port, transport: nil))
+        let transport = uri.transportRange.flatMap { Transport(sipText: message.text($0)) }
+        return isLocal(host: uri.hostRange, port: uri.port, transport: transport, in: message)
     }
 }
 

@@ -140,7 +140,7 @@ extension Worker {
         var ourHashes: [UInt64] = []
         request.forEachVia { via in
             if let branch = via.branchRange, let hash = BranchFormat.loopHash(in: branch, of: request),
-                context.interfaces.isLocal(host: request.text(via.hostRange), port: via.port, transport: nil)
+                context.interfaces.isLocal(host: via.hostRange, port: via.port, transport: nil, in: request)
             {
                 ourHashes.append(hash)
             }

@@ -9,7 +9,7 @@ extension Worker {
         let via = inbound.headers.topVia
         guard let branch = via.branchRange,
             let id = BranchFormat.transactionID(in: branch, of: response),
-            context.interfaces.isLocal(host: response.text(via.hostRange), port: via.port, transport: nil)
+            context.interfaces.isLocal(host: via.hostRange, port: via.port, transport: nil, in: response)
         else {
             counters.unroutableDropped += 1
             return
