@@ -57,9 +57,6 @@ final class ProxyTransaction {
     /// Our CANCEL toward the next hop (RFC 3261 §9.1), once one is needed.
     var cancelClient: ClientNonInviteTransaction?
     var cancelBytes: [UInt8]?
-    /// A CANCEL arrived (or Timer C fired) before the next hop sent a provisional response; the
-    /// CANCEL goes out with the first provisional (§9.1).
-    var cancelPending = false
     /// A final response has been sent upstream.
     var finalSent = false
     /// The dialog this INVITE or in-dialog request belongs to.
@@ -92,4 +89,86 @@ enum TimerPurpose {
     case client(ProxyTransaction, TransactionTimer)
     case cancel(ProxyTransaction, TransactionTimer)
     case dialog(DialogEntry, DialogTimer)
+}
+
+/// Inputs for the server side, whichever kind of transaction it is.
+enum ServerInput {
+    case start
+    case retransmission
+    case response(statusCode: Int)
+    case ack
+    case timer(TransactionTimer)
+    case transportError
+}
+
+/// Inputs for the client side, whichever kind of transaction it is.
+enum ClientInput {
+    case start
+    case response(statusCode: Int)
+    case cancel
+    case timer(TransactionTimer)
+    case transportError
+}
+
+extension ProxyTransaction {
+    /// Feeds the server-side state machine and keeps its new state. Inputs that do not apply to
+    /// the kind (an ACK to a non-INVITE transaction) change nothing.
+    func serverStep(_ input: ServerInput) -> TransactionActions {
+        switch server {
+        case .invite(var machine):
+            let actions: TransactionActions
+            switch input {
+            case .start: actions = machine.start()
+            case .retransmission: actions = machine.receiveRequestRetransmission()
+            case .response(let statusCode): actions = machine.sendResponse(statusCode: statusCode)
+            case .ack: actions = machine.receiveACK()
+            case .timer(let timer): actions = machine.timerFired(timer)
+            case .transportError: actions = machine.transportError()
+            }
+            server = .invite(machine)
+            return actions
+        case .nonInvite(var machine):
+            let actions: TransactionActions
+            switch input {
+            case .start: actions = machine.start()
+            case .retransmission: actions = machine.receiveRequestRetransmission()
+            case .response(let statusCode): actions = machine.sendResponse(statusCode: statusCode)
+            case .ack: actions = .none
+            case .timer(let timer): actions = machine.timerFired(timer)
+            case .transportError: actions = machine.transportError()
+            }
+            server = .nonInvite(machine)
+            return actions
+        }
+    }
+
+    /// Feeds the client-side state machine, if the request was forwarded, and keeps its new state.
+    func clientStep(_ input: ClientInput) -> TransactionActions {
+        switch client {
+        case .invite(var machine):
+            let actions: TransactionActions
+            switch input {
+            case .start: actions = machine.start()
+            case .response(let statusCode): actions = machine.receiveResponse(statusCode: statusCode)
+            case .cancel: actions = machine.cancel()
+            case .timer(let timer): actions = machine.timerFired(timer)
+            case .transportError: actions = machine.transportError()
+            }
+            client = .invite(machine)
+            return actions
+        case .nonInvite(var machine):
+            let actions: TransactionActions
+            switch input {
+            case .start: actions = machine.start()
+            case .response(let statusCode): actions = machine.receiveResponse(statusCode: statusCode)
+            case .cancel: actions = .none
+            case .timer(let timer): actions = machine.timerFired(timer)
+            case .transportError: actions = machine.transportError()
+            }
+            client = .nonInvite(machine)
+            return actions
+        case nil:
+            return .none
+        }
+    }
 }

@@ -21,23 +21,10 @@ extension Worker {
                     return
                 }
                 counters.retransmissionsAbsorbed += 1
-                performServer(existing, actions: serverRetransmission(existing))
+                performServer(existing, actions: existing.serverStep(.retransmission))
                 return
             }
             handleNewRequest(inbound, key: key)
-        }
-    }
-
-    private func serverRetransmission(_ transaction: ProxyTransaction) -> TransactionActions {
-        switch transaction.server {
-        case .invite(var machine):
-            let actions = machine.receiveRequestRetransmission()
-            transaction.server = .invite(machine)
-            return actions
-        case .nonInvite(var machine):
-            let actions = machine.receiveRequestRetransmission()
-            transaction.server = .nonInvite(machine)
-            return actions
         }
     }
 
@@ -111,16 +98,7 @@ extension Worker {
             // §16.2: a stateful proxy answers an INVITE with 100 Trying straight away.
             transaction.lastResponse = request.makeResponse(statusCode: 100, reasonPhrase: "Trying")
         }
-        let actions: TransactionActions
-        switch transaction.server {
-        case .invite(var machine):
-            actions = machine.start()
-            transaction.server = .invite(machine)
-        case .nonInvite(var machine):
-            actions = machine.start()
-            transaction.server = .nonInvite(machine)
-        }
-        performServer(transaction, actions: actions)
+        performServer(transaction, actions: transaction.serverStep(.start))
         return transaction
     }
 
@@ -177,18 +155,12 @@ extension Worker {
         clientTransactions[id] = transaction
         transaction.isClientTerminated = false
         counters.requestsForwarded += 1
-        let actions: TransactionActions
-        if request.method == .invite {
-            var machine = ClientInviteTransaction(
-                reliableTransport: transport.isReliable, usesTimerC: true, settings: context.timerSettings)
-            actions = machine.start()
-            transaction.client = .invite(machine)
-        } else {
-            var machine = ClientNonInviteTransaction(reliableTransport: transport.isReliable, settings: context.timerSettings)
-            actions = machine.start()
-            transaction.client = .nonInvite(machine)
-        }
-        performClient(transaction, actions: actions, response: nil)
+        transaction.client =
+            request.method == .invite
+            ? .invite(ClientInviteTransaction(
+                reliableTransport: transport.isReliable, usesTimerC: true, settings: context.timerSettings))
+            : .nonInvite(ClientNonInviteTransaction(reliableTransport: transport.isReliable, settings: context.timerSettings))
+        performClient(transaction, actions: transaction.clientStep(.start), response: nil)
     }
 
     // MARK: ACK
@@ -196,14 +168,12 @@ extension Worker {
     private func handleACK(_ inbound: Inbound) {
         let ack = inbound.message
         let key = TransactionKey.server(ack, inbound.headers, method: .invite, seed: context.hashSeed)
-        if let transaction = serverTransactions[key], TransactionKey.sameTransaction(transaction, inbound),
-            case .invite(var machine) = transaction.server
+        if let transaction = serverTransactions[key], transaction.method == .invite,
+            TransactionKey.sameTransaction(transaction, inbound)
         {
             // The ACK for our non-2xx final response ends here (hop by hop, §17.2.1).
-            let actions = machine.receiveACK()
-            transaction.server = .invite(machine)
             counters.acksAbsorbed += 1
-            performServer(transaction, actions: actions)
+            performServer(transaction, actions: transaction.serverStep(.ack))
             return
         }
         // The ACK for a 2xx is a request of its own, routed end to end without a transaction.
@@ -279,13 +249,11 @@ extension Worker {
     /// Cancels the forwarded INVITE, or answers 487 if it never left.
     func cancelClientSide(_ transaction: ProxyTransaction) {
         guard !transaction.finalSent else { return }
-        guard case .invite(var machine) = transaction.client else {
+        guard case .invite = transaction.client else {
             respond(transaction, statusCode: 487, reasonPhrase: "Request Terminated")
             return
         }
-        let actions = machine.cancel()
-        transaction.client = .invite(machine)
-        performClient(transaction, actions: actions, response: nil)
+        performClient(transaction, actions: transaction.clientStep(.cancel), response: nil)
     }
 
     // MARK: Answering
@@ -304,15 +272,7 @@ extension Worker {
             transaction.finalSent = true
         }
         transaction.lastResponse = bytes
-        let actions: TransactionActions
-        switch transaction.server {
-        case .invite(var machine):
-            actions = machine.sendResponse(statusCode: statusCode)
-            transaction.server = .invite(machine)
-        case .nonInvite(var machine):
-            actions = machine.sendResponse(statusCode: statusCode)
-            transaction.server = .nonInvite(machine)
-        }
+        let actions = transaction.serverStep(.response(statusCode: statusCode))
         if actions.message == nil, statusCode >= 200, statusCode < 300 {
             // 2xx retransmissions from the far end pass straight through (RFC 6026 Accepted).
             send(bytes, to: transaction.replyHop)
@@ -341,16 +301,7 @@ extension Worker {
     }
 
     func serverTimerFired(_ transaction: ProxyTransaction, _ timer: TransactionTimer) {
-        let actions: TransactionActions
-        switch transaction.server {
-        case .invite(var machine):
-            actions = machine.timerFired(timer)
-            transaction.server = .invite(machine)
-        case .nonInvite(var machine):
-            actions = machine.timerFired(timer)
-            transaction.server = .nonInvite(machine)
-        }
-        performServer(transaction, actions: actions)
+        performServer(transaction, actions: transaction.serverStep(.timer(timer)))
     }
 
     private func serverTerminated(_ transaction: ProxyTransaction) {

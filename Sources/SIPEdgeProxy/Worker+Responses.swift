@@ -30,19 +30,7 @@ extension Worker {
         if let connection = inbound.connection, transaction.nextHop?.connection == nil {
             transaction.nextHop?.connection = connection
         }
-        let statusCode = response.statusCode
-        let actions: TransactionActions
-        switch transaction.client {
-        case .invite(var machine):
-            actions = machine.receiveResponse(statusCode: statusCode)
-            transaction.client = .invite(machine)
-        case .nonInvite(var machine):
-            actions = machine.receiveResponse(statusCode: statusCode)
-            transaction.client = .nonInvite(machine)
-        case nil:
-            return
-        }
-        performClient(transaction, actions: actions, response: response)
+        performClient(transaction, actions: transaction.clientStep(.response(statusCode: response.statusCode)), response: response)
     }
 
     /// A 2xx to an INVITE whose client transaction is gone (a late retransmission, or another
@@ -124,18 +112,7 @@ extension Worker {
     }
 
     func clientTimerFired(_ transaction: ProxyTransaction, _ timer: TransactionTimer) {
-        let actions: TransactionActions
-        switch transaction.client {
-        case .invite(var machine):
-            actions = machine.timerFired(timer)
-            transaction.client = .invite(machine)
-        case .nonInvite(var machine):
-            actions = machine.timerFired(timer)
-            transaction.client = .nonInvite(machine)
-        case nil:
-            return
-        }
-        performClient(transaction, actions: actions, response: nil)
+        performClient(transaction, actions: transaction.clientStep(.timer(timer)), response: nil)
     }
 
     private func clientTerminated(_ transaction: ProxyTransaction) {
@@ -153,18 +130,7 @@ extension Worker {
             || (transaction.nextHop?.transport == .tcp && transaction.nextHop?.address == connection.remoteAddress)
         {
             guard !transaction.isClientTerminated else { continue }
-            let actions: TransactionActions
-            switch transaction.client {
-            case .invite(var machine):
-                actions = machine.transportError()
-                transaction.client = .invite(machine)
-            case .nonInvite(var machine):
-                actions = machine.transportError()
-                transaction.client = .nonInvite(machine)
-            case nil:
-                continue
-            }
-            performClient(transaction, actions: actions, response: nil)
+            performClient(transaction, actions: transaction.clientStep(.transportError), response: nil)
         }
     }
 

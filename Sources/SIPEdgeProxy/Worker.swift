@@ -105,26 +105,25 @@ final class Worker: @unchecked Sendable {
                 parsing: received.bytes, framing: received.transport == .udp ? .datagram : .stream,
                 limits: context.scanLimits)
         } catch {
-            let hop = Hop(
-                transport: received.transport, address: received.source, interfaceIndex: interfaceIndex,
-                connection: received.connection)
-            reject(error, replyHop: hop)
+            reject(error, replyHop: sourceHop(of: received, interfaceIndex: interfaceIndex))
             return
         }
         let headers: RoutingHeaders
         do {
             headers = try message.routingHeaders()
         } catch {
-            let hop = Hop(
-                transport: received.transport, address: received.source, interfaceIndex: interfaceIndex,
-                connection: received.connection)
-            reject(error, replyHop: hop)
+            reject(error, replyHop: sourceHop(of: received, interfaceIndex: interfaceIndex))
             return
         }
         let inbound = Inbound(
             message: message, headers: headers, source: received.source, interfaceIndex: interfaceIndex,
             transport: received.transport, connection: received.connection)
         dispatch(inbound)
+    }
+
+    /// Straight back to where a message came from, for answering what could not be parsed.
+    private func sourceHop(of received: borrowing ReceivedMessage, interfaceIndex: Int) -> Hop {
+        Hop(transport: received.transport, address: received.source, interfaceIndex: interfaceIndex, connection: received.connection)
     }
 
     /// Hands the message to the worker that owns its call.

@@ -42,13 +42,7 @@ extension SIPMessage {
     public init(parsing bytes: [UInt8], framing: Framing = .datagram, limits: ScanLimits = ScanLimits())
         throws(SIPParseError)
     {
-        let result: Result<MessageStorage, SIPParseError> = bytes.withUnsafeBytes { raw in
-            SIPMessage.scan(raw, framing: framing, limits: limits)
-        }
-        switch result {
-        case .success(let storage): self.init(storage: storage)
-        case .failure(let error): throw error
-        }
+        try self.init(parsing: bytes.span.bytes, framing: framing, limits: limits)
     }
 
     /// Convenience for tests and tools: scans the UTF-8 bytes of a string.
