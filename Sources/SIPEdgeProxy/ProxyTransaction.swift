@@ -44,6 +44,9 @@ final class ProxyTransaction {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Which responses go upstream (§16.7): one branch today, the same rules as with many.
+    var responses: ResponseContext
+
     /// Our branch id, the key in the worker's client table, once forwarded.
     var clientID: UInt64?
     var client: ClientSide?
@@ -75,6 +78,7 @@ final class ProxyTransaction {
         self.method = request.method
         self.replyHop = replyHop
         self.server = server
+        self.responses = ResponseContext(isInvite: request.method == .invite)
     }
 
     var isServerTerminated = false

@@ -152,6 +152,7 @@ extension Worker {
         transaction.forwarded = bytes
         transaction.nextHop = Hop(transport: transport, address: address, interfaceIndex: outgoing.index, connection: nil)
         transaction.clientID = id
+        _ = transaction.responses.addBranch()
         clientTransactions[id] = transaction
         transaction.isClientTerminated = false
         counters.requestsForwarded += 1
@@ -253,7 +254,9 @@ extension Worker {
             respond(transaction, statusCode: 487, reasonPhrase: "Request Terminated")
             return
         }
-        performClient(transaction, actions: transaction.clientStep(.cancel), response: nil)
+        for _ in transaction.responses.cancelPendingBranches() {
+            performClient(transaction, actions: transaction.clientStep(.cancel), response: nil)
+        }
     }
 
     // MARK: Answering

@@ -86,29 +86,59 @@ extension Worker {
         if actions.isTerminated { clientTerminated(transaction) }
     }
 
-    /// §16.7: provisional responses other than 100 go up; the first final goes up (a proxy that
-    /// forwards to one target has no better one to wait for); every 2xx goes up.
+    /// §16.7: provisionals other than 100 and every 2xx go up at once; other finals wait until
+    /// every branch has completed, then the best one goes up.
     private func relay(_ response: SIPMessage, statusCode: Int, isFirstOfKind: Bool, for transaction: ProxyTransaction) {
         transaction.dialog?.responseReceived(response, to: transaction, worker: self)
-        if statusCode == 100 { return }
-        if statusCode >= 300, !isFirstOfKind { return }
+        let actions = transaction.responses.receiveResponse(statusCode: statusCode, fromBranch: 0)
+        if actions.forward != nil { relayUpstream(response, statusCode: statusCode, for: transaction) }
+        if actions.allBranchesCompleted { sendBestResponse(transaction, received: response) }
+    }
+
+    private func relayUpstream(_ response: SIPMessage, statusCode: Int, for transaction: ProxyTransaction) {
         guard let bytes = response.withoutTopVia() else { return }
         counters.responsesRelayed += 1
         sendResponse(transaction, statusCode: statusCode, bytes: bytes)
     }
 
+    /// §16.7 step 6: the best final response of the context goes upstream: the received one, or
+    /// one the proxy makes (408 when nothing answered, 500 in place of a 503).
+    private func sendBestResponse(_ transaction: ProxyTransaction, received: SIPMessage?) {
+        guard let best = transaction.responses.forwardBestResponse() else { return }
+        if best.branch != nil, let received {
+            relayUpstream(received, statusCode: best.statusCode, for: transaction)
+        } else if !transaction.finalSent {
+            respond(transaction, statusCode: best.statusCode, reasonPhrase: reasonPhrase(for: best.statusCode))
+        }
+    }
+
+    private func reasonPhrase(for statusCode: Int) -> String {
+        switch statusCode {
+        case 408: return "Request Timeout"
+        case 500: return "Server Internal Error"
+        case 503: return "Service Unavailable"
+        default: return "Error"
+        }
+    }
+
     private func clientFailed(_ transaction: ProxyTransaction, failure: TransactionFailure) {
         counters.clientTransactionFailures += 1
+        let callID = transaction.request.text(transaction.headers.callID)
         switch failure {
         case .timeout(let timer):
-            logger.debug("client transaction timed out", metadata: ["timer": "\(timer)", "sip.method": "\(transaction.method)"])
+            logger.info(
+                "next hop did not answer",
+                metadata: ["timer": "\(timer)", "sip.method": "\(transaction.method)", "sip.callID": "\(callID)"])
             transaction.dialog?.requestFailed(transaction, statusCode: 408, worker: self)
-            if !transaction.finalSent { respond(transaction, statusCode: 408, reasonPhrase: "Request Timeout") }
+            _ = transaction.responses.branchTimedOut(0)
         case .transportError:
-            logger.info("next hop unreachable", metadata: ["hop": "\(transaction.nextHop.map { "\($0.address)" } ?? "-")"])
+            logger.info(
+                "next hop unreachable",
+                metadata: ["hop": "\(transaction.nextHop.map { "\($0.address)" } ?? "-")", "sip.callID": "\(callID)"])
             transaction.dialog?.requestFailed(transaction, statusCode: 503, worker: self)
-            if !transaction.finalSent { respond(transaction, statusCode: 503, reasonPhrase: "Service Unavailable") }
+            _ = transaction.responses.branchTransportFailed(0)
         }
+        sendBestResponse(transaction, received: nil)
     }
 
     func clientTimerFired(_ transaction: ProxyTransaction, _ timer: TransactionTimer) {

@@ -53,6 +53,28 @@ struct ProxyRoutingTests {
         #expect(TextMessage(response).startLine == "SIP/2.0 200 OK")
     }
 
+    @Test func a503FromTheNextHopGoesUpstreamAs500() throws {
+        let fixture = try ProxyFixture()
+        fixture.caller.send(fixture.invite(callID: "best-1"), toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
+        fixture.callee.send(fixture.response("503 Service Unavailable", to: forwarded), toPort: fixture.proxyPort)
+        let response = try #require(fixture.caller.receive(startingWith: "SIP/2.0 5"))
+        #expect(TextMessage(response).startLine == "SIP/2.0 500 Server Internal Error")
+        #expect(TextMessage(response).value("CSeq") == "1 INVITE")
+        let ack = try #require(fixture.callee.receive(startingWith: "ACK"))
+        #expect(TextMessage(ack).value("To") == "<sip:bob@127.0.0.1>;tag=bob1")
+    }
+
+    @Test func unreachableTCPNextHopGives500() throws {
+        let closedPort = UDPPeer().port  // nothing listens on TCP there
+        let fixture = try ProxyFixture {
+            $0.upstream = try? UpstreamTarget(parsing: "sip:127.0.0.1:\(closedPort);transport=tcp")
+        }
+        fixture.caller.send(fixture.invite(callID: "tcp-refused-1"), toPort: fixture.proxyPort)
+        let response = try #require(fixture.caller.receive(startingWith: "SIP/2.0 5", timeoutMilliseconds: 5000))
+        #expect(TextMessage(response).startLine == "SIP/2.0 500 Server Internal Error")
+    }
+
     @Test func dialogWithoutByeExpires() throws {
         let fixture = try ProxyFixture { $0.dialogLifetimeSeconds = 1 }
         fixture.caller.send(fixture.invite(callID: "expiry-1"), toPort: fixture.proxyPort)
