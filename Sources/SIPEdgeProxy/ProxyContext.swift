@@ -87,6 +87,7 @@ struct ProxyCounters: Sendable {
     var messagesSent = 0
     var handedOver = 0
     var malformedDropped = 0
+    var oversizedDropped = 0
     var malformedAnswered = 0
     var unroutableDropped = 0
     var retransmissionsAbsorbed = 0
@@ -115,6 +116,7 @@ struct ProxyCounters: Sendable {
         sum.messagesSent += rhs.messagesSent
         sum.handedOver += rhs.handedOver
         sum.malformedDropped += rhs.malformedDropped
+        sum.oversizedDropped += rhs.oversizedDropped
         sum.malformedAnswered += rhs.malformedAnswered
         sum.unroutableDropped += rhs.unroutableDropped
         sum.retransmissionsAbsorbed += rhs.retransmissionsAbsorbed
@@ -143,7 +145,8 @@ struct ProxyCounters: Sendable {
     var fields: [(String, Int)] {
         [
             ("received", messagesReceived), ("sent", messagesSent), ("handed_over", handedOver),
-            ("malformed_dropped", malformedDropped), ("malformed_answered", malformedAnswered),
+            ("malformed_dropped", malformedDropped), ("oversized_dropped", oversizedDropped),
+            ("malformed_answered", malformedAnswered),
             ("unroutable_dropped", unroutableDropped), ("retransmissions_absorbed", retransmissionsAbsorbed),
             ("retransmissions_sent", retransmissionsSent), ("acks_absorbed", acksAbsorbed),
             ("requests_forwarded", requestsForwarded), ("responses_relayed", responsesRelayed),

@@ -101,7 +101,12 @@ private struct WorkerReport: Sendable {
     let dialogs: Int
 
     init(_ worker: Worker) {
-        counters = worker.counters
+        var counters = worker.counters
+        for socket in worker.udpSockets.values {
+            counters.oversizedDropped += socket.truncatedDatagrams
+            counters.sendFailures += socket.failedSends
+        }
+        self.counters = counters
         serverTransactions = worker.serverTransactions.count
         clientTransactions = worker.clientTransactions.count
         dialogs = worker.dialogs.count

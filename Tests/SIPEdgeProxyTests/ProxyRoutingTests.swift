@@ -75,6 +75,18 @@ struct ProxyRoutingTests {
         #expect(TextMessage(response).startLine == "SIP/2.0 500 Server Internal Error")
     }
 
+    @Test func oversizedDatagramIsDroppedAndCountedAndTheNextCallWorks() throws {
+        let fixture = try ProxyFixture { $0.maxMessageSize = 2048 }
+        let padding = "X-Padding: " + String(repeating: "a", count: 3000) + "\r\n"
+        let oversized = fixture.invite(callID: "big-1").replacingFirst("CSeq: 1 INVITE\r\n", with: "CSeq: 1 INVITE\r\n" + padding)
+        fixture.caller.send(oversized, toPort: fixture.proxyPort)
+        #expect(fixture.caller.receive(timeoutMilliseconds: 300) == nil)
+        #expect(fixture.callee.receive(timeoutMilliseconds: 100) == nil)
+        #expect(fixture.counter("oversized_dropped") == 1)
+        fixture.caller.send(fixture.invite(callID: "big-2"), toPort: fixture.proxyPort)
+        _ = try #require(fixture.callee.receive(startingWith: "INVITE"))
+    }
+
     @Test func dialogWithoutByeExpires() throws {
         let fixture = try ProxyFixture { $0.dialogLifetimeSeconds = 1 }
         fixture.caller.send(fixture.invite(callID: "expiry-1"), toPort: fixture.proxyPort)
