@@ -122,18 +122,21 @@ extension SIPMessage {
     }
 
     /// The response without its top Via element (ours), for relaying upstream (§16.7 step 3).
-    func withoutTopVia() -> [UInt8]? {
+    /// `editor` is the worker's reusable one.
+    func withoutTopVia(editor: inout MessageEditor) -> [UInt8]? {
         guard let header = firstHeader(.via) else { return nil }
-        var editor = MessageEditor(self)
-        var elements: [ByteRange] = []
+        editor.reset(for: self)
+        var secondElement: ByteRange?
+        var seen = 0
         forEachHeaderValue(header) { element in
-            elements.append(element)
-            return elements.count < 2
+            seen += 1
+            if seen == 2 { secondElement = element }
+            return seen < 2
         }
-        if elements.count < 2 {
-            editor.remove(header.lineRange)
+        if let secondElement {
+            editor.remove(ByteRange(offset: header.valueRange.offset, count: secondElement.offset - header.valueRange.offset))
         } else {
-            editor.remove(ByteRange(offset: header.valueRange.offset, count: elements[1].offset - header.valueRange.offset))
+            editor.remove(header.lineRange)
         }
         return editor.render()
     }

@@ -37,7 +37,7 @@ extension Worker {
     /// fork's answer) still goes upstream, statelessly by its Via (§16.7 step 3 and RFC 6026).
     private func relayStrayResponse(_ response: SIPMessage) {
         guard response.statusCode >= 200, response.statusCode < 300, response.cseq?.method == .invite,
-            let relayed = response.withoutTopVia(), let relayedMessage = try? SIPMessage(parsing: relayed),
+            let relayed = response.withoutTopVia(editor: &editor), let relayedMessage = try? SIPMessage(parsing: relayed),
             let next = relayedMessage.topVia, let transport = Transport(sipText: relayedMessage.text(next.transportRange))
         else {
             counters.unroutableDropped += 1
@@ -96,7 +96,7 @@ extension Worker {
     }
 
     private func relayUpstream(_ response: SIPMessage, statusCode: Int, for transaction: ProxyTransaction) {
-        guard let bytes = response.withoutTopVia() else { return }
+        guard let bytes = response.withoutTopVia(editor: &editor) else { return }
         counters.responsesRelayed += 1
         sendResponse(transaction, statusCode: statusCode, bytes: bytes)
     }
