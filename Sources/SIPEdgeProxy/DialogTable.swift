@@ -1,6 +1,7 @@
 import Logging
 import SIPDialog
 import SIPMessage
+import SIPTransaction
 
 /// What observers learn about a dialog with each event.
 public struct DialogSnapshot: Sendable {
@@ -20,6 +21,8 @@ final class DialogEntry {
     let callerTag: String
     /// One state machine per callee tag; the first is the INVITE's own.
     var dialogs: [Dialog]
+    /// Every timer scheduled for these dialogs (the lifetime runs for hours), cancelled at the end.
+    var timers: [TimerWheel<TimerPurpose>.ID] = []
 
     init(key: UInt64, dialog: Dialog) {
         self.key = key
@@ -170,7 +173,7 @@ extension Worker {
     /// Carries out a dialog's actions: timers into the wheel, events to the log and the observer.
     func apply(_ actions: DialogActions, to entry: DialogEntry, index: Int) {
         for start in actions.timers {
-            schedule(.dialog(entry, start.timer), afterMilliseconds: start.milliseconds)
+            entry.timers.append(schedule(.dialog(entry, start.timer), afterMilliseconds: start.milliseconds))
         }
         guard !actions.events.isEmpty else { return }
         let dialog = entry.dialogs[index]
@@ -183,7 +186,10 @@ extension Worker {
             logger.debug("dialog \(event)", metadata: ["sip.callID": "\(entry.callID)"])
             context.dialogObserver?(DialogSnapshot(id: dialog.id, state: dialog.state), event)
         }
-        if entry.isTerminated { dialogs.remove(entry) }
+        if entry.isTerminated {
+            dialogs.remove(entry)
+            cancelTimers(&entry.timers)
+        }
     }
 
     func dialogTimerFired(_ entry: DialogEntry, _ timer: DialogTimer) {

@@ -40,6 +40,8 @@ final class ProxyContext: @unchecked Sendable {
         self.timerSettings = TimerSettings(
             t1Milliseconds: configuration.t1Milliseconds, t2Milliseconds: configuration.t2Milliseconds,
             t4Milliseconds: configuration.t4Milliseconds,
+            // Timer D covers the far end's response retransmissions, 64·T1 (32 s at the default T1).
+            timerDMilliseconds: 64 * configuration.t1Milliseconds,
             timerCMilliseconds: configuration.inviteTimeoutSeconds * 1000)
         self.scanLimits = ScanLimits(maxMessageSize: configuration.maxMessageSize)
         self.hashSeed = UInt64.random(in: .min ... .max) | 1

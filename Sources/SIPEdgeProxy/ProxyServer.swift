@@ -4,6 +4,7 @@ import Logging
 import Synchronization
 import SIPEdgeConfig
 import SIPEdgeIO
+import SIPTransaction
 
 /// The running proxy: N worker loops, each on its own thread, each with its own sockets on every
 /// listen address.
@@ -88,6 +89,7 @@ public final class ProxyServer: @unchecked Sendable {
         fields.append(("active_server_transactions", collected.reduce(0) { $0 + $1.serverTransactions }))
         fields.append(("active_client_transactions", collected.reduce(0) { $0 + $1.clientTransactions }))
         fields.append(("active_dialogs", collected.reduce(0) { $0 + $1.dialogs }))
+        fields.append(("pending_timers", collected.reduce(0) { $0 + $1.timers }))
         fields.append(("workers_reporting", collected.count))
         return fields
     }
@@ -99,6 +101,7 @@ private struct WorkerReport: Sendable {
     let serverTransactions: Int
     let clientTransactions: Int
     let dialogs: Int
+    let timers: Int
 
     init(_ worker: Worker) {
         var counters = worker.counters
@@ -110,5 +113,6 @@ private struct WorkerReport: Sendable {
         serverTransactions = worker.serverTransactions.count
         clientTransactions = worker.clientTransactions.count
         dialogs = worker.dialogs.count
+        timers = worker.wheel.count
     }
 }

@@ -81,6 +81,9 @@ final class ProxyTransaction {
         self.responses = ResponseContext(isInvite: request.method == .invite)
     }
 
+    /// Every timer scheduled for this transaction, cancelled when it finishes.
+    var timers: [TimerWheel<TimerPurpose>.ID] = []
+
     var isServerTerminated = false
     var isClientTerminated = true
     var isCancelTerminated = true

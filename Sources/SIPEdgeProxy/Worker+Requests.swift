@@ -299,7 +299,7 @@ extension Worker {
             counters.serverTransactionFailures += 1
             logger.debug("server transaction failed", metadata: ["failure": "\(failure)"])
         }
-        scheduleAll(actions.timers) { .server(transaction, $0) }
+        scheduleAll(actions.timers, for: transaction) { .server(transaction, $0) }
         if actions.isTerminated { serverTerminated(transaction) }
     }
 
@@ -319,5 +319,6 @@ extension Worker {
     func finishIfDone(_ transaction: ProxyTransaction) {
         guard transaction.isFinished else { return }
         counters.transactionsCompleted += 1
+        cancelTimers(&transaction.timers)
     }
 }

@@ -82,7 +82,7 @@ extension Worker {
         if let failure = actions.failure {
             clientFailed(transaction, failure: failure)
         }
-        scheduleAll(actions.timers) { .client(transaction, $0) }
+        scheduleAll(actions.timers, for: transaction) { .client(transaction, $0) }
         if actions.isTerminated { clientTerminated(transaction) }
     }
 
@@ -186,7 +186,7 @@ extension Worker {
             default: break
             }
         }
-        scheduleAll(actions.timers) { .cancel(transaction, $0) }
+        scheduleAll(actions.timers, for: transaction) { .cancel(transaction, $0) }
         if actions.isTerminated {
             transaction.isCancelTerminated = true
             if transaction.isClientTerminated, let id = transaction.clientID, clientTransactions[id] === transaction {

@@ -250,12 +250,22 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Timers
 
-    func schedule(_ purpose: TimerPurpose, afterMilliseconds delay: Int) {
-        _ = wheel.schedule(afterMilliseconds: max(delay, 1), payload: purpose)
+    func schedule(_ purpose: TimerPurpose, afterMilliseconds delay: Int) -> TimerWheel<TimerPurpose>.ID {
+        wheel.schedule(afterMilliseconds: max(delay, 1), payload: purpose)
     }
 
-    func scheduleAll(_ starts: TimerStarts, _ make: (TransactionTimer) -> TimerPurpose) {
-        for start in starts { schedule(make(start.timer), afterMilliseconds: start.milliseconds) }
+    /// Schedules a transaction's timers and remembers them, so that they can be cancelled when the
+    /// transaction ends: stale timers are harmless, but long ones (B, C, ...) would keep the
+    /// transaction in memory for minutes.
+    func scheduleAll(_ starts: TimerStarts, for transaction: ProxyTransaction, _ make: (TransactionTimer) -> TimerPurpose) {
+        for start in starts {
+            transaction.timers.append(schedule(make(start.timer), afterMilliseconds: start.milliseconds))
+        }
+    }
+
+    func cancelTimers(_ timers: inout [TimerWheel<TimerPurpose>.ID]) {
+        for id in timers { wheel.cancel(id) }
+        timers.removeAll()
     }
 
     private func fireTimers() {

@@ -174,6 +174,42 @@ struct ProxyForwardingTests {
         #expect(events == ["fwd-2 early", "fwd-2 confirmed", "fwd-2 terminated(SIPDialog.DialogTerminationReason.byeFromCaller)"])
     }
 
+    @Test func nothingIsLeftBehindOnceTheTransactionsEnd() throws {
+        // T1 = 20 ms and T4 = 100 ms: Timers D, I, K, L and M (the longest, 64·T1) end within 1.3 s.
+        let fixture = try ProxyFixture(t1Milliseconds: 20) { $0.t4Milliseconds = 100 }
+        fixture.caller.send(fixture.invite(callID: "clean-1"), toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
+        fixture.callee.send(fixture.response("486 Busy Here", to: forwarded), toPort: fixture.proxyPort)
+        _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 486"))
+        _ = try #require(fixture.callee.receive(startingWith: "ACK"))
+        fixture.caller.send(
+            """
+            ACK sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKcaller1;rport\r
+            Max-Forwards: 70\r
+            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
+            To: <sip:bob@127.0.0.1>;tag=bob1\r
+            Call-ID: clean-1\r
+            CSeq: 1 ACK\r
+            Content-Length: 0\r
+            \r
+
+            """, toPort: fixture.proxyPort)
+        #expect(fixture.counter("acks_absorbed") == 1)
+        var waited = 0
+        while fixture.counter("active_server_transactions") != 0 || fixture.counter("active_client_transactions") != 0,
+            waited < 4000
+        {
+            _ = fixture.callee.receive(timeoutMilliseconds: 100)
+            waited += 100
+        }
+        #expect(fixture.counter("active_server_transactions") == 0)
+        #expect(fixture.counter("active_client_transactions") == 0)
+        #expect(fixture.counter("active_dialogs") == 0)
+        // Only the timers of finished transactions and dialogs were due; all were cancelled.
+        #expect(fixture.counter("pending_timers") == 0)
+    }
+
     @Test func retransmittedInviteIsAbsorbedAndAnsweredAgain() throws {
         let fixture = try ProxyFixture()
         let invite = fixture.invite(callID: "fwd-3")
