@@ -106,6 +106,19 @@ int csip_io_malloc_keep_freed(size_t trim_threshold, size_t top_pad) {
     return ok ? 0 : -1;
 }
 
+void csip_io_malloc_reserve(size_t bytes) {
+    enum { CHUNK = 32 * 1024 }; /* below the mmap threshold, so it comes from this thread's arena */
+    size_t count = bytes / CHUNK;
+    void **chunks = calloc(count, sizeof(void *));
+    if (chunks == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        chunks[i] = malloc(CHUNK);
+    for (size_t i = 0; i < count; i++)
+        free(chunks[i]);
+    free(chunks);
+}
+
 /* MARK: - Timers */
 
 struct csip_io_timer {

@@ -41,9 +41,14 @@ public final class ProxyServer: @unchecked Sendable {
         context.attach(created)
         workers = created
         for worker in workers { try worker.openSockets() }
+        let heapReserve = configuration.heapReserveMegabytes << 20
         for worker in workers {
             let loop = worker.loop
-            threads.append(LoopThread { loop.run() })
+            threads.append(
+                LoopThread {
+                    EventLoop.reserveHeap(bytes: heapReserve)
+                    loop.run()
+                })
         }
         logger.info(
             "listening",

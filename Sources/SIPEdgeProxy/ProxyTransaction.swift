@@ -57,6 +57,8 @@ final class ProxyTransaction {
         forwarded.flatMap { try? SIPMessage(parsing: $0) }
     }
     var nextHop: Hop?
+    /// The ACK for a non-2xx final response, kept for that response's retransmissions.
+    var ackBytes: [UInt8]?
     /// Our CANCEL toward the next hop (RFC 3261 §9.1), once one is needed.
     var cancelClient: ClientNonInviteTransaction?
     var cancelBytes: [UInt8]?
@@ -176,6 +178,28 @@ extension ProxyTransaction {
             return actions
         case nil:
             return .none
+        }
+    }
+}
+
+extension ProxyTransaction {
+    /// Drops the bytes no state can use any more: a transaction lives on for 64·T1 after its final
+    /// response (RFC 6026), and at a thousand calls a second that is tens of thousands of them.
+    /// The request is never sent again once the next hop answered finally (its ACK is built by
+    /// then), and the proxy's server side never resends a 2xx itself.
+    func releaseSpentBuffers() {
+        switch client {
+        case .invite(let machine) where machine.state == .accepted || machine.state == .terminated:
+            forwarded = nil
+        case .invite(let machine) where machine.state == .completed && ackBytes != nil:
+            forwarded = nil
+        case .nonInvite(let machine) where machine.state == .completed || machine.state == .terminated:
+            forwarded = nil
+        default:
+            break
+        }
+        if case .invite(let machine) = server, machine.state == .accepted || machine.state == .terminated {
+            lastResponse = nil
         }
     }
 }

@@ -281,6 +281,7 @@ extension Worker {
             send(bytes, to: transaction.replyHop)
         }
         performServer(transaction, actions: actions)
+        transaction.releaseSpentBuffers()
     }
 
     func performServer(_ transaction: ProxyTransaction, actions: TransactionActions) {

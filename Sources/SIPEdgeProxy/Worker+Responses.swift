@@ -63,11 +63,11 @@ extension Worker {
                     send(bytes, to: hop)
                 }
             case .ack:
-                if let response, let hop = transaction.nextHop,
-                    let ack = transaction.forwardedMessage?.makeACK(for: response)
-                {
-                    send(ack, to: hop)
+                // Built once from the forwarded INVITE; retransmitted finals get the same bytes.
+                if transaction.ackBytes == nil, let response {
+                    transaction.ackBytes = transaction.forwardedMessage?.makeACK(for: response)
                 }
+                if let ack = transaction.ackBytes, let hop = transaction.nextHop { send(ack, to: hop) }
             case .cancel:
                 sendCANCEL(transaction)
             case .response, .responseRetransmission:
@@ -84,6 +84,7 @@ extension Worker {
         }
         scheduleAll(actions.timers, for: transaction) { .client(transaction, $0) }
         if actions.isTerminated { clientTerminated(transaction) }
+        transaction.releaseSpentBuffers()
     }
 
     /// §16.7: provisionals other than 100 and every 2xx go up at once; other finals wait until

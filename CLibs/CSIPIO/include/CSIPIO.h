@@ -68,6 +68,10 @@ typedef void (*csip_io_timer_cb)(void *ctx);
  * M_TOP_PAD). Returns 0, or -1 when malloc refused. */
 int csip_io_malloc_keep_freed(size_t trim_threshold, size_t top_pad);
 
+/* Grows the calling thread's malloc arena by about `bytes` and hands the memory back to malloc, so
+ * that a loop's steady-state working set is mapped once at start instead of page by page. */
+void csip_io_malloc_reserve(size_t bytes);
+
 /* A timer that fires once per csip_io_timer_start, or every interval when `repeating`. NULL on OOM. */
 csip_io_timer *csip_io_timer_new(csip_io_loop *loop, int repeating);
 /* Sets the callback; before the first csip_io_timer_start. */

@@ -80,4 +80,11 @@ extension EventLoop {
     public static func keepFreedMemory(trimThresholdBytes: Int = 256 << 20, topPadBytes: Int = 16 << 20) {
         _ = csip_io_malloc_keep_freed(trimThresholdBytes, topPadBytes)
     }
+
+    /// Maps about `bytes` of heap for the calling thread up front (malloc keeps it, see
+    /// `keepFreedMemory`), so a loop that holds many transactions does not grow its heap page by
+    /// page (an mprotect each time) while traffic flows. Call on the loop's own thread.
+    public static func reserveHeap(bytes: Int) {
+        csip_io_malloc_reserve(bytes)
+    }
 }
