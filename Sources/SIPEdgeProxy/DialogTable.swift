@@ -43,8 +43,8 @@ final class DialogEntry {
     }
 
     /// The direction of an in-dialog request and the index of its dialog, if it belongs here.
-    func locate(_ request: SIPMessage) -> (Int, DialogDirection)? {
-        guard let fromTag = request.fromTag, let toTag = request.toTag else { return nil }
+    func locate(_ request: SIPMessage, _ headers: RoutingHeaders) -> (Int, DialogDirection)? {
+        guard let fromTag = headers.fromTag, let toTag = headers.toTag else { return nil }
         for (index, dialog) in dialogs.enumerated() {
             guard let calleeTag = dialog.id.calleeTag else { continue }
             if request.equals(fromTag, callerTag), request.equals(toTag, calleeTag) { return (index, .callerToCallee) }
@@ -55,19 +55,18 @@ final class DialogEntry {
 
     // MARK: Inputs from the worker
 
-    func requestStarted(_ transaction: ProxyTransaction, worker: Worker) {
-        let request = transaction.request
-        if request.method == .cancel { return }
-        guard let (index, direction) = locate(request), let cseq = request.cseq else { return }
-        transaction.dialogDirection = direction
-        let actions = dialogs[index].receiveRequest(InDialogMethod(request.method), direction: direction, cseq: cseq.number)
+    /// An in-dialog request of dialog `index` travelling in `direction` was forwarded.
+    func requestStarted(_ transaction: ProxyTransaction, index: Int, direction: DialogDirection, worker: Worker) {
+        transaction.dialogPosition = (index, direction)
+        let actions = dialogs[index].receiveRequest(
+            InDialogMethod(transaction.method), direction: direction, cseq: transaction.headers.cseq.number)
         if actions.isOutOfOrder { worker.counters.outOfOrderRequests += 1 }
         worker.apply(actions, to: self, index: index)
     }
 
-    func responseReceived(_ response: SIPMessage, to transaction: ProxyTransaction, worker: Worker) {
-        let statusCode = response.statusCode
-        let toTag = response.toTag.map { response.text($0) }
+    func responseReceived(_ response: Inbound, to transaction: ProxyTransaction, worker: Worker) {
+        let statusCode = response.message.statusCode
+        let toTag = response.headers.toTag.map { response.message.text($0) }
         if transaction.isInitialInvite {
             if statusCode < 200 {
                 guard let toTag else { return }
@@ -84,12 +83,10 @@ final class DialogEntry {
             }
             return
         }
-        guard let direction = transaction.dialogDirection, let (index, _) = locate(transaction.request),
-            let cseq = transaction.request.cseq
-        else { return }
+        guard let (index, direction) = transaction.dialogPosition else { return }
         let actions = dialogs[index].receiveResponse(
             statusCode: statusCode, method: InDialogMethod(transaction.method), requestDirection: direction,
-            cseq: cseq.number)
+            cseq: transaction.headers.cseq.number)
         worker.apply(actions, to: self, index: index)
     }
 
@@ -104,8 +101,7 @@ final class DialogEntry {
         for index in dialogs.indices { worker.apply(dialogs[index].receiveCancel(), to: self, index: index) }
     }
 
-    func acknowledged(_ ack: SIPMessage, worker: Worker) {
-        guard let (index, _) = locate(ack) else { return }
+    func acknowledged(index: Int, worker: Worker) {
         worker.apply(dialogs[index].receiveACK(), to: self, index: index)
     }
 }
@@ -133,14 +129,16 @@ struct DialogTable {
     /// Creates the dialog of a forwarded initial INVITE.
     mutating func trackInitialInvite(_ transaction: ProxyTransaction, worker: Worker) {
         let request = transaction.request
-        guard let callID = request.callID, let fromTag = request.fromTag, let cseq = request.cseq else { return }
+        let headers = transaction.headers
+        guard let fromTag = headers.fromTag else { return }
+        let callID = headers.callID
         let key = DialogTable.key(callID: callID, tag: fromTag, in: request, seed: worker.context.hashSeed)
         if let existing = entries[key], !existing.isTerminated {
             transaction.dialog = existing  // a new INVITE with the same tags: follow the same dialog
             return
         }
         var dialog = Dialog(
-            callID: request.text(callID), callerTag: request.text(fromTag), inviteCSeq: cseq.number,
+            callID: request.text(callID), callerTag: request.text(fromTag), inviteCSeq: headers.cseq.number,
             settings: worker.context.dialogSettings)
         let entry = DialogEntry(key: key, dialog: dialog)
         entries[key] = entry
@@ -152,16 +150,20 @@ struct DialogTable {
         worker.apply(actions, to: entry, index: 0)
     }
 
-    /// The dialog an in-dialog request (or the ACK of a 2xx) belongs to, either direction.
-    func find(_ request: SIPMessage, seed: UInt64) -> DialogEntry? {
-        guard let callID = request.callID else { return nil }
-        for tag in [request.fromTag, request.toTag] {
-            guard let tag, let entry = entries[DialogTable.key(callID: callID, tag: tag, in: request, seed: seed)],
-                request.equals(callID, entry.callID), entry.locate(request) != nil
-            else { continue }
-            return entry
+    /// The dialog an in-dialog request (or the ACK of a 2xx) belongs to, either direction, with
+    /// the index of the dialog among the call's forks and the request's direction.
+    func find(_ request: SIPMessage, _ headers: RoutingHeaders, seed: UInt64)
+        -> (entry: DialogEntry, index: Int, direction: DialogDirection)?
+    {
+        // The caller's tag keys the entry: the From tag of the caller's requests, the To tag of
+        // the callee's.
+        func lookup(_ tag: ByteRange?) -> (entry: DialogEntry, index: Int, direction: DialogDirection)? {
+            guard let tag, let entry = entries[DialogTable.key(callID: headers.callID, tag: tag, in: request, seed: seed)],
+                request.equals(headers.callID, entry.callID), let (index, direction) = entry.locate(request, headers)
+            else { return nil }
+            return (entry, index, direction)
         }
-        return nil
+        return lookup(headers.fromTag) ?? lookup(headers.toTag)
     }
 
     mutating func remove(_ entry: DialogEntry) {

@@ -68,8 +68,8 @@ final class ProxyTransaction {
     var dialog: DialogEntry?
     /// This INVITE created `dialog` (as opposed to a re-INVITE inside it).
     var isInitialInvite = false
-    /// Which way an in-dialog request travels in its dialog.
-    var dialogDirection: DialogDirection?
+    /// Which of the call's dialogs an in-dialog request belongs to, and which way it travels.
+    var dialogPosition: (index: Int, direction: DialogDirection)?
 
     init(
         serverKey: UInt64, request: SIPMessage, headers: RoutingHeaders, replyHop: Hop, server: ServerSide

@@ -64,9 +64,9 @@ extension Worker {
         }
         if isInitial, request.method == .invite {
             dialogs.trackInitialInvite(transaction, worker: self)
-        } else if !isInitial {
-            transaction.dialog = dialogs.find(request, seed: context.hashSeed)
-            transaction.dialog?.requestStarted(transaction, worker: self)
+        } else if !isInitial, let (entry, index, direction) = dialogs.find(request, inbound.headers, seed: context.hashSeed) {
+            transaction.dialog = entry
+            entry.requestStarted(transaction, index: index, direction: direction, worker: self)
         }
         if let address = numericAddress(target) {
             forward(transaction, to: address, transport: target.transport, routes: routes, isInitial: isInitial)
@@ -201,7 +201,9 @@ extension Worker {
             counters.unroutableDropped += 1
             return
         }
-        dialogs.find(request, seed: context.hashSeed)?.acknowledged(request, worker: self)
+        if let (entry, index, _) = dialogs.find(request, inbound.headers, seed: context.hashSeed) {
+            entry.acknowledged(index: index, worker: self)
+        }
         let send = { [unowned self] (address: SocketAddress) in
             let outgoing = self.context.interfaces.outgoing(for: target.transport, family: address)
             let headers = inbound.headers

@@ -30,7 +30,7 @@ extension Worker {
         if let connection = inbound.connection, transaction.nextHop?.connection == nil {
             transaction.nextHop?.connection = connection
         }
-        performClient(transaction, actions: transaction.clientStep(.response(statusCode: response.statusCode)), response: response)
+        performClient(transaction, actions: transaction.clientStep(.response(statusCode: response.statusCode)), response: inbound)
     }
 
     /// A 2xx to an INVITE whose client transaction is gone (a late retransmission, or another
@@ -54,7 +54,7 @@ extension Worker {
     }
 
     /// Carries out a client transaction's actions. `response` is the message that caused them.
-    func performClient(_ transaction: ProxyTransaction, actions: TransactionActions, response: SIPMessage?) {
+    func performClient(_ transaction: ProxyTransaction, actions: TransactionActions, response: Inbound?) {
         if let message = actions.message {
             switch message {
             case .request, .requestRetransmission:
@@ -65,7 +65,7 @@ extension Worker {
             case .ack:
                 // Built once from the forwarded INVITE; retransmitted finals get the same bytes.
                 if transaction.ackBytes == nil, let response {
-                    transaction.ackBytes = transaction.forwardedMessage?.makeACK(for: response)
+                    transaction.ackBytes = transaction.forwardedMessage?.makeACK(for: response.message)
                 }
                 if let ack = transaction.ackBytes, let hop = transaction.nextHop { send(ack, to: hop) }
             case .cancel:
@@ -89,11 +89,11 @@ extension Worker {
 
     /// §16.7: provisionals other than 100 and every 2xx go up at once; other finals wait until
     /// every branch has completed, then the best one goes up.
-    private func relay(_ response: SIPMessage, statusCode: Int, isFirstOfKind: Bool, for transaction: ProxyTransaction) {
+    private func relay(_ response: Inbound, statusCode: Int, isFirstOfKind: Bool, for transaction: ProxyTransaction) {
         transaction.dialog?.responseReceived(response, to: transaction, worker: self)
         let actions = transaction.responses.receiveResponse(statusCode: statusCode, fromBranch: 0)
-        if actions.forward != nil { relayUpstream(response, statusCode: statusCode, for: transaction) }
-        if actions.allBranchesCompleted { sendBestResponse(transaction, received: response) }
+        if actions.forward != nil { relayUpstream(response.message, statusCode: statusCode, for: transaction) }
+        if actions.allBranchesCompleted { sendBestResponse(transaction, received: response.message) }
     }
 
     private func relayUpstream(_ response: SIPMessage, statusCode: Int, for transaction: ProxyTransaction) {

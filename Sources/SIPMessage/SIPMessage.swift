@@ -87,7 +87,8 @@ public struct SIPMessage: @unchecked Sendable {
 
     /// The first header of a kind.
     public func firstHeader(_ name: SIPHeaderName) -> SIPHeader? {
-        for index in 0..<headerCount where storage.scannedHeader(at: index).kind == name.rawKind {
+        for index in storage.firstIndex(ofKind: name.rawKind)..<headerCount
+        where storage.scannedHeader(at: index).kind == name.rawKind {
             return header(at: index)
         }
         return nil
@@ -95,7 +96,8 @@ public struct SIPMessage: @unchecked Sendable {
 
     /// Every header of a kind, in message order; return false from `body` to stop.
     public func forEachHeader(_ name: SIPHeaderName, _ body: (SIPHeader) -> Bool) {
-        for index in 0..<headerCount where storage.scannedHeader(at: index).kind == name.rawKind {
+        for index in storage.firstIndex(ofKind: name.rawKind)..<headerCount
+        where storage.scannedHeader(at: index).kind == name.rawKind {
             if !body(header(at: index)) { return }
         }
     }

@@ -156,4 +156,21 @@ struct SIPMessageTests {
         #expect(trying.contains("To: Bob <sip:bob@biloxi.example.com>\r\n"))
         #expect(trying.hasPrefix("SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP pc33.atlanta.example.com:5061;branch=z9hG4bK776asdhds;rport\r\nv: SIP/2.0/TCP"))
     }
+
+    @Test func headerLookupWorksPastTheFirstIndexTable() throws {
+        let filler = (0..<300).map { "X-Filler-\($0): x\r\n" }.joined()
+        let text = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" + filler
+            + "Subject: late\r\nSubject: later\r\nContent-Length: 0\r\n\r\n"
+        let message = try SIPMessage(parsing: text, limits: ScanLimits(maxHeaders: 400))
+        #expect(message.headerCount == 304)
+        #expect(message.headerValue(.subject) == "late")
+        var subjects: [String] = []
+        message.forEachHeader(.subject) { header in
+            subjects.append(message.text(header.valueRange))
+            return true
+        }
+        #expect(subjects == ["late", "later"])
+        #expect(message.headerValue(.via) == "SIP/2.0/UDP h;branch=z9hG4bK1")
+        #expect(message.firstHeader(.callID) == nil)
+    }
 }

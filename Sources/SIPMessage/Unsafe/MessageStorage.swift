@@ -5,6 +5,11 @@ struct ScanSummary {
     var message: csip_message
     var headerCount: Int
     var byteCount: Int
+    /// Index of the first header of each kind (`noHeader` when absent or beyond 254), so that
+    /// looking up Via, CSeq or Call-ID does not walk the header table.
+    var firstIndex = InlineArray<36, UInt8>(repeating: ScanSummary.noHeader)
+
+    static let noHeader: UInt8 = 255
 }
 
 /// One allocation per received message: the scan summary in the header, then the message bytes,
@@ -19,9 +24,14 @@ final class MessageStorage: ManagedBuffer<ScanSummary, UInt8> {
         let headerStride = MemoryLayout<csip_header>.stride
         let headerStart = alignedHeaderOffset(byteCount: bytes.count)
         let capacity = headerStart + headers.count * headerStride
-        let storage = MessageStorage.create(minimumCapacity: capacity) { _ in
-            ScanSummary(message: summary, headerCount: headers.count, byteCount: bytes.count)
+        var scanned = ScanSummary(message: summary, headerCount: headers.count, byteCount: bytes.count)
+        for index in 0..<min(headers.count, Int(ScanSummary.noHeader)) {
+            let kind = Int(headers[index].kind)
+            if kind < scanned.firstIndex.count, scanned.firstIndex[kind] == ScanSummary.noHeader {
+                scanned.firstIndex[kind] = UInt8(index)
+            }
         }
+        let storage = MessageStorage.create(minimumCapacity: capacity) { _ in scanned }
         let typed = unsafeDowncast(storage, to: MessageStorage.self)
         typed.withUnsafeMutablePointerToElements { base in
             let raw = UnsafeMutableRawPointer(base)
@@ -40,6 +50,14 @@ final class MessageStorage: ManagedBuffer<ScanSummary, UInt8> {
 
     var summary: csip_message { header.message }
     var headerCount: Int { header.headerCount }
+
+    /// Where to start looking for the first header of `kind`: its index when known, the end of
+    /// the table when it is absent, or 255 when the table is longer than the index can tell.
+    func firstIndex(ofKind kind: UInt16) -> Int {
+        let index = Int(kind) < header.firstIndex.count ? header.firstIndex[Int(kind)] : ScanSummary.noHeader
+        if index != ScanSummary.noHeader { return Int(index) }
+        return header.headerCount > Int(ScanSummary.noHeader) ? Int(ScanSummary.noHeader) : header.headerCount
+    }
     var byteCount: Int { header.byteCount }
 
     /// The message bytes. Do not let the pointer escape `body`.
