@@ -172,10 +172,14 @@ extension Worker {
         if let transaction = serverTransactions[key], transaction.method == .invite,
             TransactionKey.sameTransaction(transaction, inbound)
         {
-            // The ACK for our non-2xx final response ends here (hop by hop, §17.2.1).
-            counters.acksAbsorbed += 1
-            performServer(transaction, actions: transaction.serverStep(.ack))
-            return
+            let actions = transaction.serverStep(.ack)
+            performServer(transaction, actions: actions)
+            // The ACK for our non-2xx final response ends here (hop by hop, §17.2.1); one that
+            // matches an INVITE answered 2xx (RFC 6026 Accepted) belongs to the caller's dialog.
+            guard actions.delivery == .ack else {
+                counters.acksAbsorbed += 1
+                return
+            }
         }
         // The ACK for a 2xx is a request of its own, routed end to end without a transaction.
         forwardStatelessly(inbound)
@@ -263,8 +267,10 @@ extension Worker {
 
     // MARK: Answering
 
-    /// Sends a response the proxy makes itself through the server transaction.
+    /// Sends a response the proxy makes itself through the server transaction. A final failure
+    /// also ends the dialog the INVITE started, if it got that far.
     func respond(_ transaction: ProxyTransaction, statusCode: Int, reasonPhrase: String) {
+        if statusCode >= 300 { transaction.dialog?.requestFailed(transaction, statusCode: statusCode, worker: self) }
         let bytes = transaction.request.makeResponse(
             statusCode: statusCode, reasonPhrase: reasonPhrase, toTag: transaction.localTag)
         sendResponse(transaction, statusCode: statusCode, bytes: bytes)
@@ -294,9 +300,6 @@ extension Worker {
             case .request, .requestRetransmission, .ack, .cancel:
                 break
             }
-        }
-        if let delivery = actions.delivery, case .ack = delivery {
-            // An ACK in the Accepted state belongs to the 2xx, end to end: nothing to absorb here.
         }
         if let failure = actions.failure {
             counters.serverTransactionFailures += 1

@@ -130,13 +130,11 @@ extension Worker {
             logger.info(
                 "next hop did not answer",
                 metadata: ["timer": "\(timer)", "sip.method": "\(transaction.method)", "sip.callID": "\(callID)"])
-            transaction.dialog?.requestFailed(transaction, statusCode: 408, worker: self)
             _ = transaction.responses.branchTimedOut(0)
         case .transportError:
             logger.info(
                 "next hop unreachable",
                 metadata: ["hop": "\(transaction.nextHop.map { "\($0.address)" } ?? "-")", "sip.callID": "\(callID)"])
-            transaction.dialog?.requestFailed(transaction, statusCode: 503, worker: self)
             _ = transaction.responses.branchTransportFailed(0)
         }
         sendBestResponse(transaction, received: nil)

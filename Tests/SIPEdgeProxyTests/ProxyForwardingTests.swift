@@ -215,6 +215,33 @@ struct ProxyForwardingTests {
         #expect(fixture.counter("pending_timers") == 0)
     }
 
+    @Test func ackOfA2xxIsForwardedEvenWithTheInvitesBranch() throws {
+        // Some user agents reuse the INVITE's branch for the ACK of a 2xx; it must still reach
+        // the callee (RFC 6026: the Accepted state passes it on instead of absorbing it).
+        let fixture = try ProxyFixture()
+        fixture.caller.send(fixture.invite(callID: "fwd-ack"), toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
+        fixture.callee.send(fixture.response("200 OK", to: forwarded), toPort: fixture.proxyPort)
+        _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 200"))
+        fixture.caller.send(
+            """
+            ACK sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
+            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKcaller1;rport\r
+            Route: <sip:127.0.0.1:\(fixture.proxyPort);lr>\r
+            Max-Forwards: 70\r
+            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
+            To: <sip:bob@127.0.0.1>;tag=bob1\r
+            Call-ID: fwd-ack\r
+            CSeq: 1 ACK\r
+            Content-Length: 0\r
+            \r
+
+            """, toPort: fixture.proxyPort)
+        let ack = try #require(fixture.callee.receive(startingWith: "ACK"))
+        #expect(TextMessage(ack).value("CSeq") == "1 ACK")
+        #expect(fixture.counter("acks_absorbed") == 0)
+    }
+
     @Test func retransmittedInviteIsAbsorbedAndAnsweredAgain() throws {
         let fixture = try ProxyFixture()
         let invite = fixture.invite(callID: "fwd-3")
