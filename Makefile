@@ -74,8 +74,11 @@ fuzz fuzz-smoke:
 	@mkdir -p .build-fuzz/corpus fuzz-artifacts
 	$(CLANG) $(SCAN_CFLAGS) -fsanitize=fuzzer,address,undefined $(SCAN_SOURCES) Tests/Fuzz/scan_fuzz.c -o .build-fuzz/scan_fuzz
 	$(PYTHON) Tests/Fuzz/seeds.py Tests/Fixtures .build-fuzz/seeds
-	.build-fuzz/scan_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -dict=Tests/Fuzz/sip.dict \
-		-artifact_prefix=fuzz-artifacts/ -print_final_stats=1 .build-fuzz/corpus .build-fuzz/seeds
+	@echo "fuzzing the scanner for $(FUZZ_SECONDS) s (log: .build-fuzz/fuzz.log)"
+	@.build-fuzz/scan_fuzz -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -dict=Tests/Fuzz/sip.dict \
+		-artifact_prefix=fuzz-artifacts/ -print_final_stats=1 .build-fuzz/corpus .build-fuzz/seeds \
+		>.build-fuzz/fuzz.log 2>&1 || { tail -40 .build-fuzz/fuzz.log; echo "fuzz: crash, see fuzz-artifacts/"; exit 1; }
+	@grep -E "^(stat::number_of_executed_units|stat::new_units_added|stat::peak_rss_mb)" .build-fuzz/fuzz.log
 
 # SIPp end-to-end cases through the proxy (Tests/Integration). PROXY_UNDER_TEST=kamailio runs them
 # through the reference proxy, PROXY_UNDER_TEST=none runs the SIPp pairs directly; SIPREC_EDGE_BIN
