@@ -239,7 +239,7 @@ private func parseVia(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> Via?
             via.receivedRange = value
         } else if equalsIgnoringCase(raw, name, "rport") {
             via.rportParameterRange = whole
-            if let value { via.rport = parseDecimal(raw, value) }
+            if let value, let port = parseDecimal(raw, value), port <= 65535 { via.rport = port }
         }
     }
     return via

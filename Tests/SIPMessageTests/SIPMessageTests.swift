@@ -173,4 +173,17 @@ struct SIPMessageTests {
         #expect(message.headerValue(.via) == "SIP/2.0/UDP h;branch=z9hG4bK1")
         #expect(message.firstHeader(.callID) == nil)
     }
+
+    @Test func outOfRangePortsAreNotPorts() throws {
+        let message = try SIPMessage(
+            parsing: "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h:5060;branch=z9hG4bKa;rport=99999\r\nVia: SIP/2.0/UDP h:70000;branch=z9hG4bKb\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+        var vias: [Via] = []
+        message.forEachVia { via in
+            vias.append(via)
+            return true
+        }
+        #expect(vias.count == 1)  // "h:70000" is not a sent-by
+        #expect(vias.first?.rport == nil)
+        #expect(vias.first?.rportParameterRange != nil)
+    }
 }
