@@ -128,9 +128,8 @@ struct DialogTable {
 
     /// Creates the dialog of a forwarded initial INVITE.
     mutating func trackInitialInvite(_ transaction: ProxyTransaction, worker: Worker) {
-        let request = transaction.request
         let headers = transaction.headers
-        guard let fromTag = headers.fromTag else { return }
+        guard let request = transaction.request, let fromTag = headers.fromTag else { return }
         let callID = headers.callID
         let key = DialogTable.key(callID: callID, tag: fromTag, in: request, seed: worker.context.hashSeed)
         if let existing = entries[key], !existing.isTerminated {

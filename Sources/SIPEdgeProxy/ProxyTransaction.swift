@@ -28,8 +28,10 @@ final class ProxyTransaction {
 
     /// Key in the worker's server table: hash of branch, sent-by and method (RFC 3261 §17.2.3).
     let serverKey: UInt64
-    /// The request as received: responses the proxy makes itself are built from it.
-    let request: SIPMessage
+    /// The request as received: responses the proxy makes itself are built from it. Let go once
+    /// a final response was sent; `match` still recognises its retransmissions, ACK and CANCEL.
+    private(set) var request: SIPMessage?
+    let match: TransactionMatch
     let headers: RoutingHeaders
     let method: SIPMethod
     /// Where responses go: back the way the request came.
@@ -76,6 +78,7 @@ final class ProxyTransaction {
     ) {
         self.serverKey = serverKey
         self.request = request
+        self.match = TransactionMatch(request, headers.topVia)
         self.headers = headers
         self.method = request.method
         self.replyHop = replyHop
@@ -201,5 +204,6 @@ extension ProxyTransaction {
         if case .invite(let machine) = server, machine.state == .accepted || machine.state == .terminated {
             lastResponse = nil
         }
+        if finalSent { request = nil }
     }
 }

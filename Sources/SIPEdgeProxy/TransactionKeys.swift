@@ -87,13 +87,38 @@ enum TransactionKey {
 
     /// Whether two requests with the same key really are the same transaction (the key is a hash).
     static func sameTransaction(_ stored: ProxyTransaction, _ candidate: Inbound) -> Bool {
-        let storedVia = stored.headers.topVia
-        let candidateVia = candidate.headers.topVia
-        let stored = stored.request
-        let candidate = candidate.message
-        if let first = storedVia.branchRange, let second = candidateVia.branchRange {
-            return stored.equals(first, candidate, second) && stored.equals(storedVia.hostRange, candidate, candidateVia.hostRange)
+        stored.match.matches(candidate.message, candidate.headers.topVia)
+    }
+}
+
+/// What identifies a server transaction beyond its hash key, kept as a few bytes so that the
+/// request itself can be let go once it was answered: the branch and sent-by host of its top
+/// Via (the whole Via for RFC 2543 requests without the magic cookie), and the sent-by port.
+struct TransactionMatch {
+    private let bytes: [UInt8]
+    private let branchCount: Int
+    private let port: Int?
+    private let hasBranch: Bool
+
+    init(_ request: SIPMessage, _ via: Via) {
+        var bytes: [UInt8] = []
+        if let branch = via.branchRange, BranchFormat.isRFC3261(branch, of: request) {
+            request.append(branch, to: &bytes)
+            branchCount = branch.count
+            request.append(via.hostRange, to: &bytes)
+            hasBranch = true
+        } else {
+            request.append(via.range, to: &bytes)
+            branchCount = bytes.count
+            hasBranch = false
         }
-        return stored.equals(storedVia.range, candidate, candidateVia.range)
+        self.bytes = bytes
+        self.port = via.port
+    }
+
+    func matches(_ message: SIPMessage, _ via: Via) -> Bool {
+        guard hasBranch else { return message.equals(via.range, bytes[...]) }
+        guard let branch = via.branchRange, via.port == port else { return false }
+        return message.equals(branch, bytes[..<branchCount]) && message.equals(via.hostRange, bytes[branchCount...])
     }
 }

@@ -134,8 +134,8 @@ extension Worker {
         _ transaction: ProxyTransaction, to address: SocketAddress, transport: Transport, routes: RouteScan,
         isInitial: Bool
     ) {
-        guard !transaction.finalSent else { return }  // cancelled or failed while resolving
-        let request = transaction.request
+        // Cancelled or failed while the name was resolved: the request is answered already.
+        guard !transaction.finalSent, let request = transaction.request else { return }
         let outgoing = context.interfaces.outgoing(for: transport, family: address)
         let incoming = context.interfaces.all[transaction.replyHop.interfaceIndex]
         var recordRoutes: (LocalInterface?, LocalInterface?) = (nil, nil)
@@ -271,7 +271,8 @@ extension Worker {
     /// also ends the dialog the INVITE started, if it got that far.
     func respond(_ transaction: ProxyTransaction, statusCode: Int, reasonPhrase: String) {
         if statusCode >= 300 { transaction.dialog?.requestFailed(transaction, statusCode: statusCode, worker: self) }
-        let bytes = transaction.request.makeResponse(
+        guard let request = transaction.request else { return }  // a final response went already
+        let bytes = request.makeResponse(
             statusCode: statusCode, reasonPhrase: reasonPhrase, toTag: transaction.localTag)
         sendResponse(transaction, statusCode: statusCode, bytes: bytes)
     }

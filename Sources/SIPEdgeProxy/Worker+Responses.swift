@@ -124,7 +124,7 @@ extension Worker {
 
     private func clientFailed(_ transaction: ProxyTransaction, failure: TransactionFailure) {
         counters.clientTransactionFailures += 1
-        let callID = transaction.request.text(transaction.headers.callID)
+        let callID = transaction.request.map { $0.text(transaction.headers.callID) } ?? "-"
         switch failure {
         case .timeout(let timer):
             logger.info(

@@ -191,6 +191,12 @@ public struct SIPMessage: @unchecked Sendable {
         return withBytes(range) { mine in other.withBytes(otherRange) { theirs in mine.elementsEqual(theirs) } }
     }
 
+    /// Byte-exact comparison with bytes held elsewhere.
+    public func equals(_ range: ByteRange, _ other: ArraySlice<UInt8>) -> Bool {
+        guard range.count == other.count else { return false }
+        return withBytes(range) { mine in other.withUnsafeBytes { mine.elementsEqual($0) } }
+    }
+
     /// Byte-exact comparison with a literal.
     public func equals(_ range: ByteRange, _ literal: String) -> Bool {
         var literal = literal
