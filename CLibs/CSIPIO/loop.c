@@ -10,6 +10,7 @@
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,6 +105,11 @@ uint64_t csip_io_monotonic_ms(void) {
 int csip_io_malloc_keep_freed(size_t trim_threshold, size_t top_pad) {
     int ok = mallopt(M_TRIM_THRESHOLD, (int)trim_threshold) && mallopt(M_TOP_PAD, (int)top_pad);
     return ok ? 0 : -1;
+}
+
+int csip_io_thread_prefer_throughput(void) {
+    struct sched_param param = {.sched_priority = 0};
+    return pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) == 0 ? 0 : -1;
 }
 
 void csip_io_malloc_reserve(size_t bytes) {

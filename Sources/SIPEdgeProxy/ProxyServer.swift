@@ -46,6 +46,7 @@ public final class ProxyServer: @unchecked Sendable {
             let loop = worker.loop
             threads.append(
                 LoopThread {
+                    EventLoop.preferThroughputScheduling()
                     EventLoop.reserveHeap(bytes: heapReserve)
                     loop.run()
                 })

@@ -68,6 +68,10 @@ typedef void (*csip_io_timer_cb)(void *ctx);
  * M_TOP_PAD). Returns 0, or -1 when malloc refused. */
 int csip_io_malloc_keep_freed(size_t trim_threshold, size_t top_pad);
 
+/* Puts the calling thread in SCHED_BATCH: a peer it wakes does not preempt it in the middle of a
+ * batch, at the price of slightly later wakeups under CPU contention. 0, or -1 when refused. */
+int csip_io_thread_prefer_throughput(void);
+
 /* Grows the calling thread's malloc arena by about `bytes` and hands the memory back to malloc, so
  * that a loop's steady-state working set is mapped once at start instead of page by page. */
 void csip_io_malloc_reserve(size_t bytes);

@@ -81,6 +81,14 @@ extension EventLoop {
         _ = csip_io_malloc_keep_freed(trimThresholdBytes, topPadBytes)
     }
 
+    /// Schedules the calling thread for throughput (SCHED_BATCH): peers it wakes with its sends
+    /// no longer preempt it halfway through a batch, which saves context switches under load.
+    /// Call on the loop's own thread. Returns false when the kernel refused.
+    @discardableResult
+    public static func preferThroughputScheduling() -> Bool {
+        csip_io_thread_prefer_throughput() == 0
+    }
+
     /// Maps about `bytes` of heap for the calling thread up front (malloc keeps it, see
     /// `keepFreedMemory`), so a loop that holds many transactions does not grow its heap page by
     /// page (an mprotect each time) while traffic flows. Call on the loop's own thread.
