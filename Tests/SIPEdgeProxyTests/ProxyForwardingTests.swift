@@ -74,6 +74,24 @@ final class ProxyFixture {
         """
     }
 
+    /// A request from the caller after the INVITE: an in-dialog one (`toTag` set, `routed` adds
+    /// the Route to the proxy), the ACK of a non-2xx (same branch as the INVITE), or a CANCEL.
+    func callerRequest(
+        _ method: String, callID: String, cseq: Int = 1, branch: String, toTag: String? = "bob1", routed: Bool = false
+    ) -> String {
+        var lines = [
+            "\(method) sip:bob@\(host):\(callee.port) SIP/2.0",
+            "Via: SIP/2.0/UDP \(host):\(caller.port);branch=\(branch);rport",
+        ]
+        if routed { lines.append("Route: <sip:\(host):\(proxyPort);lr>") }
+        lines += [
+            "Max-Forwards: 70", "From: \"Alice\" <sip:alice@\(host)>;tag=alice1",
+            "To: <sip:bob@\(host)>" + (toTag.map { ";tag=\($0)" } ?? ""), "Call-ID: \(callID)",
+            "CSeq: \(cseq) \(method)", "Content-Length: 0",
+        ]
+        return lines.joined(separator: "\r\n") + "\r\n\r\n"
+    }
+
     /// A response from the callee to `request` as the proxy forwarded it.
     func response(_ status: String, to forwarded: String, toTag: String? = "bob1", contact: Bool = true) -> String {
         let request = TextMessage(forwarded)
@@ -146,26 +164,14 @@ struct ProxyForwardingTests {
         #expect(TextMessage(ok).value("To") == "<sip:bob@127.0.0.1>;tag=bob1")
 
         // ACK and BYE follow the route set: Route to the proxy, Request-URI the callee's Contact.
-        let inDialog = { (method: String, cseq: Int, branch: String) in
-            """
-            \(method) sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
-            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=\(branch)\r
-            Route: <sip:127.0.0.1:\(fixture.proxyPort);lr>\r
-            Max-Forwards: 70\r
-            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
-            To: <sip:bob@127.0.0.1>;tag=bob1\r
-            Call-ID: fwd-2\r
-            CSeq: \(cseq) \(method)\r
-            Content-Length: 0\r
-            \r
-
-            """
-        }
-        fixture.caller.send(inDialog("ACK", 1, "z9hG4bKack1"), toPort: fixture.proxyPort)
+        fixture.caller.send(
+            fixture.callerRequest("ACK", callID: "fwd-2", branch: "z9hG4bKack1", routed: true), toPort: fixture.proxyPort)
         let ack = try #require(fixture.callee.receive(startingWith: "ACK"))
         #expect(TextMessage(ack).values("Route") == [])
         #expect(TextMessage(ack).values("Via").count == 2)
-        fixture.caller.send(inDialog("BYE", 2, "z9hG4bKbye1"), toPort: fixture.proxyPort)
+        fixture.caller.send(
+            fixture.callerRequest("BYE", callID: "fwd-2", cseq: 2, branch: "z9hG4bKbye1", routed: true),
+            toPort: fixture.proxyPort)
         let bye = try #require(fixture.callee.receive(startingWith: "BYE"))
         fixture.callee.send(fixture.response("200 OK", to: bye, toTag: nil, contact: false), toPort: fixture.proxyPort)
         let byeOK = try #require(fixture.caller.receive(startingWith: "SIP/2.0 200"))
@@ -182,19 +188,7 @@ struct ProxyForwardingTests {
         fixture.callee.send(fixture.response("486 Busy Here", to: forwarded), toPort: fixture.proxyPort)
         _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 486"))
         _ = try #require(fixture.callee.receive(startingWith: "ACK"))
-        fixture.caller.send(
-            """
-            ACK sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
-            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKcaller1;rport\r
-            Max-Forwards: 70\r
-            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
-            To: <sip:bob@127.0.0.1>;tag=bob1\r
-            Call-ID: clean-1\r
-            CSeq: 1 ACK\r
-            Content-Length: 0\r
-            \r
-
-            """, toPort: fixture.proxyPort)
+        fixture.caller.send(fixture.callerRequest("ACK", callID: "clean-1", branch: "z9hG4bKcaller1"), toPort: fixture.proxyPort)
         var waited = 0
         while fixture.counter("acks_absorbed") != 1, waited < 1000 {
             _ = fixture.callee.receive(timeoutMilliseconds: 20)
@@ -224,19 +218,7 @@ struct ProxyForwardingTests {
         fixture.callee.send(fixture.response("200 OK", to: forwarded), toPort: fixture.proxyPort)
         _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 200"))
         fixture.caller.send(
-            """
-            ACK sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
-            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKcaller1;rport\r
-            Route: <sip:127.0.0.1:\(fixture.proxyPort);lr>\r
-            Max-Forwards: 70\r
-            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
-            To: <sip:bob@127.0.0.1>;tag=bob1\r
-            Call-ID: fwd-ack\r
-            CSeq: 1 ACK\r
-            Content-Length: 0\r
-            \r
-
-            """, toPort: fixture.proxyPort)
+            fixture.callerRequest("ACK", callID: "fwd-ack", branch: "z9hG4bKcaller1", routed: true), toPort: fixture.proxyPort)
         let ack = try #require(fixture.callee.receive(startingWith: "ACK"))
         #expect(TextMessage(ack).value("CSeq") == "1 ACK")
         #expect(fixture.counter("acks_absorbed") == 0)
@@ -296,18 +278,8 @@ struct ProxyForwardingTests {
         let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
         fixture.callee.send(fixture.response("180 Ringing", to: forwarded), toPort: fixture.proxyPort)
         _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 180"))
-        fixture.caller.send("""
-            CANCEL sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
-            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKcaller1;rport\r
-            Max-Forwards: 70\r
-            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
-            To: <sip:bob@127.0.0.1>\r
-            Call-ID: fwd-7\r
-            CSeq: 1 CANCEL\r
-            Content-Length: 0\r
-            \r
-
-            """, toPort: fixture.proxyPort)
+        fixture.caller.send(
+            fixture.callerRequest("CANCEL", callID: "fwd-7", branch: "z9hG4bKcaller1", toTag: nil), toPort: fixture.proxyPort)
         let cancelOK = try #require(fixture.caller.receive(startingWith: "SIP/2.0 200"))
         #expect(TextMessage(cancelOK).value("CSeq") == "1 CANCEL")
         let cancel = try #require(fixture.callee.receive(startingWith: "CANCEL"))

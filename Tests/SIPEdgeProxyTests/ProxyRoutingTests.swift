@@ -94,19 +94,7 @@ struct ProxyRoutingTests {
         fixture.callee.send(fixture.response("200 OK", to: forwarded), toPort: fixture.proxyPort)
         _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 200"))
         fixture.caller.send(
-            """
-            ACK sip:bob@127.0.0.1:\(fixture.callee.port) SIP/2.0\r
-            Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKack9\r
-            Route: <sip:127.0.0.1:\(fixture.proxyPort);lr>\r
-            Max-Forwards: 70\r
-            From: "Alice" <sip:alice@127.0.0.1>;tag=alice1\r
-            To: <sip:bob@127.0.0.1>;tag=bob1\r
-            Call-ID: expiry-1\r
-            CSeq: 1 ACK\r
-            Content-Length: 0\r
-            \r
-
-            """, toPort: fixture.proxyPort)
+            fixture.callerRequest("ACK", callID: "expiry-1", branch: "z9hG4bKack9", routed: true), toPort: fixture.proxyPort)
         _ = try #require(fixture.callee.receive(startingWith: "ACK"))
         #expect(fixture.counter("active_dialogs") == 1)
         var waited = 0
