@@ -168,13 +168,12 @@ final class Worker: @unchecked Sendable {
 
     /// Sends bytes along a hop: UDP from our socket on its interface, TCP on the hop's connection,
     /// a pooled one, or a new one.
-    func send(_ bytes: [UInt8], to hop: Hop, onFailure: ((SIPIOError?) -> Void)? = nil) {
+    func send(_ bytes: [UInt8], to hop: Hop) {
         counters.messagesSent += 1
         switch hop.transport {
         case .udp:
             guard let socket = udpSockets[hop.interfaceIndex] ?? udpSockets.values.first else {
                 counters.sendFailures += 1
-                onFailure?(nil)
                 return
             }
             socket.send(bytes, to: hop.address)
@@ -224,11 +223,18 @@ final class Worker: @unchecked Sendable {
             self.receive(received, interfaceIndex: interfaceIndex)
         }
         connection.onMalformed = { [unowned self, unowned connection] received, reason in
-            self.counters.malformedDropped += 1
             self.logger.info(
                 "closing connection after malformed stream data",
                 metadata: ["peer": "\(connection.remoteAddress)", "reason": "\(reason)"])
-            _ = received
+            // A request whose headers could be read still gets its 400 (say, for a missing
+            // Content-Length) before the connection closes; anything else is counted.
+            let hop = Hop(transport: .tcp, address: connection.remoteAddress, interfaceIndex: interfaceIndex, connection: connection)
+            do throws(SIPParseError) {
+                _ = try SIPMessage(parsing: received.bytes, framing: .stream, limits: self.context.scanLimits)
+                self.counters.malformedDropped += 1
+            } catch {
+                self.reject(error, replyHop: hop)
+            }
         }
         connection.onClose = { [unowned self, unowned connection] error in
             self.context.connections.unregister(connection)

@@ -211,3 +211,26 @@ def test_garbage_between_calls(bench, transport):
     bench.assert_proxy_running()
     uas = bench.uas("uas_call.xml", transport, port=uas_port)
     bench.finish_calls(bench.uac("uac_call.xml", transport, endpoints.port(transport)), uas)
+
+
+def test_tcp_request_without_content_length_gets_400_then_close(bench):
+    """On a stream a request must carry Content-Length (RFC 3261 §18.3): the proxy cannot frame
+    what follows, so it answers the request it could read, then closes that connection."""
+    bench.skip_unless_proxy("malformed input is the proxy's to answer")
+    upstream = UdpPeer(harness.free_port())
+    try:
+        endpoints = bench.start_proxy(upstream.port, "udp")
+        peer = TcpPeer(endpoints.tcp_port)
+        request = build_request("OPTIONS", endpoints.tcp_port, peer.local_port, transport="TCP")
+        without_length = request.replace(b"Content-Length: 0\r\n", b"")
+        peer.send(without_length)
+        reply = peer.response()
+        assert reply is not None and reply.start_line == "SIP/2.0 400 Missing Content-Length header", reply
+        sent = sipmsg.parse(without_length)
+        for name in ("Via", "From", "Call-ID", "CSeq"):
+            assert reply.values(name) == sent.values(name), name
+        assert peer.closed_by_peer(TCP_CLOSE_TIMEOUT_S), "connection left open after a framing error"
+        assert upstream.silent_for() is None
+        bench.assert_proxy_running()
+    finally:
+        upstream.close()
