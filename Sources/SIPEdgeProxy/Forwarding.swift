@@ -1,57 +1,76 @@
 import SIPEdgeIO
 import SIPMessage
 
-/// The leading Route entries that name this proxy, and the first one that does not.
+/// What RFC 3261 §16.4 does with a request's Route entries.
 struct RouteScan {
-    /// Byte ranges to delete: whole header lines, or the leading part of a multi-value line.
+    /// Byte ranges to delete: whole Route lines, or entries with the comma that joins them.
     var removals: [ByteRange] = []
     /// The first Route entry left, the next hop of a loose-routed request.
     var nextRoute: URIParts?
-    /// Whether the removed entries included one with `transport=tcp` and one without (we were
-    /// double record-routed), which tells the interface pair the dialog uses.
-    var removedCount = 0
+    /// Set when the previous hop was a strict router: the Request-URI names us, so the last Route
+    /// entry is the real Request-URI; this is its URI.
+    var requestURIFromRoute: ByteRange?
 }
 
 extension LocalInterfaces {
-    /// Finds the Route entries at the top of `request` that point at us (RFC 3261 §16.4).
+    /// Applies RFC 3261 §16.4 to `request`: a Request-URI naming us (a strict router before us)
+    /// is replaced by the last Route entry, which is removed; the Route entries at the top that
+    /// name us are removed; the first one left is the next hop.
     func scanRoutes(_ request: SIPMessage) -> RouteScan {
-        var scan = RouteScan()
-        var stillOurs = true
+        guard request.firstHeader(.route) != nil else { return RouteScan() }
+        var entries: [(line: SIPHeader, element: ByteRange)] = []
         request.forEachHeader(.route) { header in
-            guard stillOurs else { return false }
-            var firstKept: ByteRange?
-            _ = elements(of: header, in: request) { element in
-                guard let address = request.nameAddress(element), let uri = request.uri(address.uriRange),
-                    isLocal(uri, in: request)
-                else {
-                    firstKept = element
-                    scan.nextRoute = request.nameAddress(element).flatMap { request.uri($0.uriRange) }
-                    return false
-                }
-                scan.removedCount += 1
+            request.forEachHeaderValue(header) { element in
+                entries.append((header, element))
                 return true
             }
-            if let firstKept {
-                stillOurs = false
-                if firstKept.offset > header.valueRange.offset {
-                    scan.removals.append(
-                        ByteRange(offset: header.valueRange.offset, count: firstKept.offset - header.valueRange.offset))
-                }
-                return false
-            }
-            scan.removals.append(header.lineRange)
             return true
         }
-        return scan
-    }
-
-    private func elements(of header: SIPHeader, in message: SIPMessage, _ body: (ByteRange) -> Bool) -> Bool {
-        var result = true
-        message.forEachHeaderValue(header) { element in
-            result = body(element)
-            return result
+        var scan = RouteScan()
+        var removed = [Bool](repeating: false, count: entries.count)
+        var candidates = entries.indices
+        if let requestURI = request.requestURI, isLocal(requestURI, in: request), let last = entries.last,
+            let uri = request.nameAddress(last.element)?.uriRange
+        {
+            scan.requestURIFromRoute = uri
+            removed[entries.count - 1] = true
+            candidates = entries.indices.dropLast()
         }
-        return result
+        var next = candidates.startIndex
+        while next < candidates.endIndex, let address = request.nameAddress(entries[next].element),
+            let uri = request.uri(address.uriRange), isLocal(uri, in: request)
+        {
+            removed[next] = true
+            next += 1
+        }
+        if next < candidates.endIndex {
+            scan.nextRoute = request.nameAddress(entries[next].element).flatMap { request.uri($0.uriRange) }
+        }
+        // One pass per Route line: all of it goes, or each removed entry goes with one comma.
+        var lineStart = 0
+        while lineStart < entries.count {
+            var lineEnd = lineStart
+            while lineEnd < entries.count, entries[lineEnd].line.lineRange == entries[lineStart].line.lineRange { lineEnd += 1 }
+            let line = entries[lineStart].line
+            if removed[lineStart..<lineEnd].allSatisfy({ $0 }) {
+                scan.removals.append(line.lineRange)
+            } else {
+                // Removed entries are a prefix of the line (ours, at the top) or its last entry
+                // (strict routing): a prefix entry goes with the comma after it, the last with the
+                // comma before it, so the ranges never overlap.
+                for index in lineStart..<lineEnd where removed[index] {
+                    let element = entries[index].element
+                    if index + 1 < lineEnd {
+                        scan.removals.append(ByteRange(offset: element.offset, count: entries[index + 1].element.offset - element.offset))
+                    } else {
+                        let previousEnd = entries[index - 1].element.end
+                        scan.removals.append(ByteRange(offset: previousEnd, count: element.end - previousEnd))
+                    }
+                }
+            }
+            lineStart = lineEnd
+        }
+        return scan
     }
 }
 
@@ -65,6 +84,8 @@ struct RequestEdits {
     /// interface) ours toward the sender.
     var recordRoutes: (LocalInterface?, LocalInterface?) = (nil, nil)
     var routeRemovals: [ByteRange] = []
+    /// Strict routing (§16.4): the Request-URI becomes this URI, taken from the last Route entry.
+    var requestURIFromRoute: ByteRange? = nil
     /// The sender's address, for `received` and `rport` on its Via (RFC 3261 §18.2.1, RFC 3581).
     var source: SocketAddress
     var sourceText: String
@@ -91,6 +112,9 @@ extension SIPMessage {
             editor.insert(at: headerSectionEnd) { $0.append(ascii: "Max-Forwards: 70\r\n") }
         }
         for removal in edits.routeRemovals { editor.remove(removal) }
+        if let uri = edits.requestURIFromRoute {
+            editor.replace(requestURIRange) { self.append(uri, to: &$0) }
+        }
         if contentLength == nil {
             let length = bodyRange.count
             editor.insert(at: headerSectionEnd) { output in

@@ -50,6 +50,8 @@ extension Worker {
         let target: NextHopTarget
         if let next = routes.nextRoute {
             target = NextHopTarget(uri: next, in: request)
+        } else if let strict = routes.requestURIFromRoute, let uri = request.uri(strict) {
+            target = NextHopTarget(uri: uri, in: request)
         } else if isInitial, let upstream = context.upstream {
             target = upstream
         } else if let requestURI = request.requestURI {
@@ -147,7 +149,8 @@ extension Worker {
         let edits = RequestEdits(
             via: outgoing, loopHash: BranchFormat.loopHash(of: request, transaction.headers, seed: context.hashSeed),
             transactionID: id, recordRoutes: recordRoutes, routeRemovals: routes.removals,
-            source: transaction.replyHop.address, sourceText: text(of: transaction.replyHop.address))
+            requestURIFromRoute: routes.requestURIFromRoute, source: transaction.replyHop.address,
+            sourceText: text(of: transaction.replyHop.address))
         let bytes = request.forwarded(transaction.headers, with: edits, editor: &editor)
         transaction.forwarded = bytes
         transaction.nextHop = Hop(transport: transport, address: address, interfaceIndex: outgoing.index, connection: nil)
@@ -197,6 +200,8 @@ extension Worker {
         let target: NextHopTarget
         if let next = routes.nextRoute {
             target = NextHopTarget(uri: next, in: request)
+        } else if let strict = routes.requestURIFromRoute, let uri = request.uri(strict) {
+            target = NextHopTarget(uri: uri, in: request)
         } else if let requestURI = request.requestURI, !context.interfaces.isLocal(requestURI, in: request) {
             target = NextHopTarget(uri: requestURI, in: request)
         } else if inbound.headers.toTag == nil, let upstream = context.upstream {
@@ -214,7 +219,8 @@ extension Worker {
             let derived = headers.topVia.branchRange.map { request.hash($0, seed: self.context.hashSeed) } ?? 0
             let edits = RequestEdits(
                 via: outgoing, loopHash: BranchFormat.loopHash(of: request, headers, seed: self.context.hashSeed),
-                transactionID: derived, routeRemovals: routes.removals, source: inbound.source,
+                transactionID: derived, routeRemovals: routes.removals,
+                requestURIFromRoute: routes.requestURIFromRoute, source: inbound.source,
                 sourceText: self.text(of: inbound.source))
             self.counters.requestsForwarded += 1
             self.send(

@@ -38,7 +38,8 @@ public struct MessageEditor {
         replace(ByteRange(offset: offset, count: 0), with: bytes)
     }
 
-    /// Replaces the bytes of `range`. Ranges of different edits must not overlap.
+    /// Replaces the bytes of `range`. Ranges of different edits should not overlap; where they do,
+    /// the overlap is removed once.
     public mutating func replace(_ range: ByteRange, with bytes: [UInt8]) {
         replace(range) { $0.append(contentsOf: bytes) }
     }
@@ -86,10 +87,12 @@ public struct MessageEditor {
         message.withAllBytes { raw in
             var position = 0
             for edit in edits {
-                precondition(edit.range.offset >= position, "overlapping message edits")
-                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<edit.range.offset]))
+                // Overlapping edits are a caller's bug; rather than trap on a peer's odd message,
+                // the overlap is treated as already removed.
+                let start = max(edit.range.offset, position)
+                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<start]))
                 output.append(contentsOf: scratch[edit.replacement])
-                position = edit.range.end
+                position = max(edit.range.end, position)
             }
             output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<raw.count]))
         }

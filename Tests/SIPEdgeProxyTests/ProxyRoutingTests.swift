@@ -53,6 +53,54 @@ struct ProxyRoutingTests {
         #expect(TextMessage(response).startLine == "SIP/2.0 200 OK")
     }
 
+    /// An in-dialog BYE from the caller with the given Request-URI and Route lines.
+    private func bye(_ fixture: ProxyFixture, requestURI: String, routes: [String]) -> String {
+        var lines = [
+            "BYE \(requestURI) SIP/2.0",
+            "Via: SIP/2.0/UDP 127.0.0.1:\(fixture.caller.port);branch=z9hG4bKroute\(routes.count)",
+        ]
+        lines += routes.map { "Route: \($0)" }
+        lines += [
+            "Max-Forwards: 70", "From: <sip:alice@127.0.0.1>;tag=a1", "To: <sip:bob@127.0.0.1>;tag=b1",
+            "Call-ID: route-\(routes.count)-\(requestURI.count)", "CSeq: 2 BYE", "Content-Length: 0",
+        ]
+        return lines.joined(separator: "\r\n") + "\r\n\r\n"
+    }
+
+    @Test func ourEntryLeavesAMultiValueRouteAndTheNextEntryIsTheNextHop() throws {
+        let fixture = try ProxyFixture(upstream: .none)
+        let next = "<sip:127.0.0.1:\(fixture.callee.port);lr>"
+        fixture.caller.send(
+            bye(fixture, requestURI: "sip:bob@192.0.2.7:5060", routes: ["<sip:127.0.0.1:\(fixture.proxyPort);lr>, \(next)"]),
+            toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "BYE"))
+        #expect(TextMessage(forwarded).startLine == "BYE sip:bob@192.0.2.7:5060 SIP/2.0")
+        #expect(TextMessage(forwarded).values("Route") == [next])
+    }
+
+    @Test func afterAStrictRouterTheLastRouteBecomesTheRequestURI() throws {
+        // RFC 3261 §16.4: the previous hop put our Record-Route URI in the Request-URI.
+        let fixture = try ProxyFixture(upstream: .none)
+        let target = "sip:bob@127.0.0.1:\(fixture.callee.port)"
+        fixture.caller.send(
+            bye(fixture, requestURI: "sip:127.0.0.1:\(fixture.proxyPort);lr", routes: ["<\(target)>"]),
+            toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "BYE"))
+        #expect(TextMessage(forwarded).startLine == "BYE \(target) SIP/2.0")
+        #expect(TextMessage(forwarded).values("Route") == [])
+    }
+
+    @Test func strictRoutingWithMoreRoutesKeepsTheMiddleOnes() throws {
+        let fixture = try ProxyFixture(upstream: .none)
+        let middle = "<sip:127.0.0.1:\(fixture.callee.port);lr>"
+        fixture.caller.send(
+            bye(fixture, requestURI: "sip:127.0.0.1:\(fixture.proxyPort)", routes: ["\(middle), <sip:carol@192.0.2.9>"]),
+            toPort: fixture.proxyPort)
+        let forwarded = try #require(fixture.callee.receive(startingWith: "BYE"))
+        #expect(TextMessage(forwarded).startLine == "BYE sip:carol@192.0.2.9 SIP/2.0")
+        #expect(TextMessage(forwarded).values("Route") == [middle])
+    }
+
     @Test func a503FromTheNextHopGoesUpstreamAs500() throws {
         let fixture = try ProxyFixture()
         fixture.caller.send(fixture.invite(callID: "best-1"), toPort: fixture.proxyPort)
