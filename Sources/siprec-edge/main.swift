@@ -101,7 +101,7 @@ func fail(_ message: String, status: Int32) -> Never {
 
 let command: SIPRECEdgeCommand
 do {
-    command = try SIPRECEdgeCommand.parseAsRoot() as! SIPRECEdgeCommand
+    command = try SIPRECEdgeCommand.parse()
 } catch {
     let code = SIPRECEdgeCommand.exitCode(for: error)
     if code == .success {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import socket
 
 import pytest
@@ -47,3 +48,24 @@ def test_bad_listen_flag_exits_2_naming_the_flag(bench, tmp_path):
     output = process.log_tail()
     assert status == 2, f"exit status {status}; output:\n{output}"
     assert "--listen" in output, f"the message does not name --listen:\n{output}"
+
+
+def test_help_documents_every_flag_and_exits_0(bench):
+    if bench.kind != "siprec-edge":
+        pytest.skip(f"{bench.kind}: the command-line contract is siprec-edge's")
+    result = subprocess.run([str(harness.siprec_edge_binary()), "--help"], capture_output=True, text=True,
+                            timeout=10)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for flag in ("--listen", "--upstream", "--workers", "--config", "--log-level", "--help"):
+        assert flag in result.stdout, f"--help does not document {flag}:\n{result.stdout}"
+
+
+def test_bad_configuration_file_exits_2_naming_the_key(bench, tmp_path):
+    if bench.kind != "siprec-edge":
+        pytest.skip(f"{bench.kind}: the command-line contract is siprec-edge's")
+    config = tmp_path / "siprec-edge.yaml"
+    config.write_text("listen: [udp:127.0.0.1:5070]\ntimers: { t1_ms: soon }\n")
+    result = subprocess.run([str(harness.siprec_edge_binary()), "--config", str(config)],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{config}: timers.t1_ms: expected a whole number, got 'soon'" in result.stderr, result.stderr
