@@ -40,6 +40,7 @@ public final class ProxyServer: @unchecked Sendable {
         }
         context.attach(created)
         workers = created
+        try ensureAddressesAreFree(using: created[0].loop)
         for worker in workers { try worker.openSockets() }
         let heapReserve = configuration.heapReserveMegabytes << 20
         for worker in workers {
@@ -58,6 +59,20 @@ public final class ProxyServer: @unchecked Sendable {
                 "upstream": "\(configuration.upstream?.description ?? "by Request-URI")",
                 "workers": "\(workers.count)",
             ])
+    }
+
+    /// The workers share each address through SO_REUSEPORT, which would also let a second
+    /// siprec-edge started by mistake share it silently. A plain bind first proves the address is
+    /// ours alone.
+    private func ensureAddressesAreFree(using loop: EventLoop) throws(SIPIOError) {
+        for interface in context.interfaces.all {
+            switch interface.transport {
+            case .udp:
+                try UDPSocket(loop: loop, bindTo: interface.address, reusePort: false) { _ in }.close()
+            case .tcp:
+                try StreamListener(loop: loop, bindTo: interface.address, reusePort: false) { _ in }.close()
+            }
+        }
     }
 
     /// Stops every loop and waits for the threads.

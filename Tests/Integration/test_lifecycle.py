@@ -69,3 +69,18 @@ def test_bad_configuration_file_exits_2_naming_the_key(bench, tmp_path):
                             capture_output=True, text=True, timeout=10)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"{config}: timers.t1_ms: expected a whole number, got 'soon'" in result.stderr, result.stderr
+
+
+def test_second_instance_on_the_same_address_is_refused(bench):
+    """The workers share their sockets through SO_REUSEPORT; a second proxy on the same address
+    must not join them silently."""
+    bench.skip_unless_proxy("no proxy process")
+    if bench.kind != "siprec-edge":
+        pytest.skip(f"{bench.kind}: the start-up contract is siprec-edge's")
+    endpoints = bench.start_proxy(harness.free_port(), "udp")
+    for listen in (f"udp:{harness.LOCALHOST}:{endpoints.udp_port}", f"tcp:{harness.LOCALHOST}:{endpoints.tcp_port}"):
+        result = subprocess.run([str(harness.siprec_edge_binary()), "--listen", listen],
+                                capture_output=True, text=True, timeout=10)
+        assert result.returncode == 1, f"{listen}: exit {result.returncode}\n{result.stderr}"
+        assert "Address already in use" in result.stderr, result.stderr
+    bench.assert_proxy_running()
