@@ -29,6 +29,7 @@ final class DialogEntry {
         self.callID = dialog.id.callID
         self.callerTag = dialog.id.callerTag
         self.dialogs = [dialog]
+        timers.reserveCapacity(4)
     }
 
     var isTerminated: Bool { dialogs.allSatisfy(\.isTerminated) }
@@ -66,8 +67,12 @@ final class DialogEntry {
 
     func responseReceived(_ response: Inbound, to transaction: ProxyTransaction, worker: Worker) {
         let statusCode = response.message.statusCode
-        let toTag = response.headers.toTag.map { response.message.text($0) }
         if transaction.isInitialInvite {
+            // The tag as text, reusing a known dialog's string when the bytes match.
+            let toTag = response.headers.toTag.map { range in
+                dialogs.lazy.compactMap(\.id.calleeTag).first { response.message.equals(range, $0) }
+                    ?? response.message.text(range)
+            }
             if statusCode < 200 {
                 guard let toTag else { return }
                 let position = index(forCalleeTag: toTag)

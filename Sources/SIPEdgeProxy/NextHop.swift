@@ -7,6 +7,8 @@ struct NextHopTarget: Sendable {
     var host: String
     var port: UInt16?
     var transport: Transport
+    /// The address, when the host is numeric and known up front (the upstream).
+    var address: SocketAddress?
 
     /// From a Route entry or Request-URI: `maddr` wins over the host (§16.5), `transport` picks
     /// the transport, UDP by default.
@@ -20,13 +22,20 @@ struct NextHopTarget: Sendable {
         host = upstream.host.hasPrefix("[") ? String(upstream.host.dropFirst().dropLast()) : upstream.host
         port = upstream.port
         transport = upstream.transport == .tcp ? .tcp : .udp
+        address = try? SocketAddress(ipAddress: host, port: port ?? 5060)
     }
 }
 
 extension Worker {
     /// The address of a target whose host is numeric; nil when it needs a DNS lookup.
     func numericAddress(_ target: NextHopTarget) -> SocketAddress? {
-        try? SocketAddress(ipAddress: target.host, port: target.port ?? 5060)
+        if let address = target.address { return address }
+        let port = target.port ?? 5060
+        // Peers repeat: the last answer saves parsing the same host text again.
+        if let (host, cachedPort, address) = lastNumericHost, cachedPort == port, host == target.host { return address }
+        guard let address = try? SocketAddress(ipAddress: target.host, port: port) else { return nil }
+        lastNumericHost = (target.host, port, address)
+        return address
     }
 
     /// Resolves a target: numeric hosts at once, names through evdns (A/AAAA).

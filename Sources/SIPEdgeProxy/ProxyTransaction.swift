@@ -84,6 +84,7 @@ final class ProxyTransaction {
         self.replyHop = replyHop
         self.server = server
         self.responses = ResponseContext(isInvite: request.method == .invite)
+        timers.reserveCapacity(8)  // a transaction arms up to about eight timers in its life
     }
 
     /// Every timer scheduled for this transaction, cancelled when it finishes.

@@ -50,6 +50,8 @@ final class Worker: @unchecked Sendable {
     var editor = MessageEditor()
     /// The text of the last peer address seen: peers repeat, and inet_ntop is not free.
     private var lastAddressText: (SocketAddress, String)?
+    /// The last numeric next-hop host parsed, see `numericAddress(_:)`.
+    var lastNumericHost: (String, UInt16, SocketAddress)?
     private var transactionSequence: UInt64 = 0
     private var tick: LoopTimer?
 

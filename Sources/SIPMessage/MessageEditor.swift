@@ -80,23 +80,35 @@ public struct MessageEditor {
             }
             index += 1
         }
-        var size = message.byteCount
-        for edit in edits { size += edit.replacement.count - edit.range.count }
-        var output: [UInt8] = []
-        output.reserveCapacity(size)
-        message.withAllBytes { raw in
-            var position = 0
-            for edit in edits {
-                // Overlapping edits are a caller's bug; rather than trap on a peer's odd message,
-                // the overlap is treated as already removed.
-                let start = max(edit.range.offset, position)
-                output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<start]))
-                output.append(contentsOf: scratch[edit.replacement])
-                position = max(edit.range.end, position)
-            }
-            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[position..<raw.count]))
+        // Exact size first (overlaps shrink it), then one allocation filled by plain copies.
+        var size = 0
+        var position = 0
+        for edit in edits {
+            size += max(edit.range.offset - position, 0) + edit.replacement.count
+            position = max(edit.range.end, position)
         }
-        return output
+        size += max(message.byteCount - position, 0)
+        let scratch = self.scratch
+        let edits = self.edits
+        return message.withAllBytes { raw in
+            [UInt8](unsafeUninitializedCapacity: size) { output, count in
+                var position = 0
+                func copy(_ bytes: UnsafeRawBufferPointer) {
+                    guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+                    UnsafeMutableRawPointer(output.baseAddress! + count).copyMemory(from: source, byteCount: bytes.count)
+                    count += bytes.count
+                }
+                for edit in edits {
+                    // Overlapping edits are a caller's bug; rather than trap on a peer's odd
+                    // message, the overlap is treated as already removed.
+                    let start = max(edit.range.offset, position)
+                    copy(UnsafeRawBufferPointer(rebasing: raw[position..<start]))
+                    scratch[edit.replacement].withUnsafeBytes { copy($0) }
+                    position = max(edit.range.end, position)
+                }
+                copy(UnsafeRawBufferPointer(rebasing: raw[position..<raw.count]))
+            }
+        }
     }
 
     private static func precedes(_ first: Edit, _ second: Edit) -> Bool {

@@ -186,4 +186,14 @@ struct SIPMessageTests {
         #expect(vias.first?.rport == nil)
         #expect(vias.first?.rportParameterRange != nil)
     }
+
+    @Test func overlappingEditsRemoveTheOverlapOnceInsteadOfTrapping() throws {
+        let message = try SIPMessage(parsing: "OPTIONS sip:a@b SIP/2.0\r\nX-A: 123456789\r\nContent-Length: 0\r\n\r\n")
+        let value = try #require(message.firstHeader(named: "X-A")).valueRange
+        var editor = MessageEditor(message)
+        editor.remove(ByteRange(offset: value.offset, count: 5))  // "12345"
+        editor.replace(ByteRange(offset: value.offset + 3, count: 4), with: Array("ab".utf8))  // "4567" overlaps
+        #expect(String(decoding: editor.render(), as: UTF8.self)
+            == "OPTIONS sip:a@b SIP/2.0\r\nX-A: ab89\r\nContent-Length: 0\r\n\r\n")
+    }
 }
