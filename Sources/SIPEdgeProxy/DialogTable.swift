@@ -61,7 +61,7 @@ final class DialogEntry {
         transaction.dialogPosition = (index, direction)
         let actions = dialogs[index].receiveRequest(
             InDialogMethod(transaction.method), direction: direction, cseq: transaction.headers.cseq.number)
-        if actions.isOutOfOrder { worker.counters.outOfOrderRequests += 1 }
+        if actions.isOutOfOrder { worker.counters[.outOfOrderRequests] += 1 }
         worker.apply(actions, to: self, index: index)
     }
 
@@ -148,7 +148,7 @@ struct DialogTable {
         entries[key] = entry
         transaction.dialog = entry
         transaction.isInitialInvite = true
-        worker.counters.dialogsCreated += 1
+        worker.counters[.dialogsCreated] += 1
         let actions = dialog.start()
         entry.dialogs[0] = dialog
         worker.apply(actions, to: entry, index: 0)
@@ -185,8 +185,8 @@ extension Worker {
         let dialog = entry.dialogs[index]
         for event in actions.events {
             switch event {
-            case .confirmed: counters.dialogsConfirmed += 1
-            case .terminated: counters.dialogsTerminated += 1
+            case .confirmed: counters[.dialogsConfirmed] += 1
+            case .terminated: counters[.dialogsTerminated] += 1
             default: break
             }
             logger.debug("dialog \(event)", metadata: ["sip.callID": "\(entry.callID)"])

@@ -12,8 +12,6 @@ struct LocalInterface: Sendable {
     let viaPrefix: [UInt8]
     /// "Record-Route: <sip:127.0.0.1:5060;lr>\r\n" (with ";transport=tcp" for TCP).
     let recordRoute: [UInt8]
-    /// The host as it appears in our URIs and Via (IPv6 in brackets).
-    let hostText: String
     /// The numeric address without brackets, as URIs and Vias parse it.
     let ipText: String
 
@@ -21,7 +19,8 @@ struct LocalInterface: Sendable {
         self.index = index
         self.transport = listen.transport == .tcp ? .tcp : .udp
         self.address = try SocketAddress(ipAddress: listen.host, port: listen.port)
-        self.hostText = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
+        // The host as it appears in our URIs and Via (IPv6 in brackets).
+        let hostText = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
         self.ipText = address.ipAddress
         var via: [UInt8] = []
         via.append(ascii: "Via: SIP/2.0/")
@@ -85,5 +84,4 @@ extension Transport {
 
     var isReliable: Bool { self != .udp }
 
-    var viaText: String { self == .tcp ? "TCP" : "UDP" }
 }

@@ -83,82 +83,66 @@ final class ConnectionRegistry: Sendable {
     }
 }
 
-/// Per-worker counters; summed over workers when reported.
+/// What the proxy counts. The reported name is the case name in snake case.
+enum Counter: Int, CaseIterable, Sendable {
+    case messagesReceived
+    case messagesSent
+    case handedOver
+    case malformedDropped
+    case oversizedDropped
+    case malformedAnswered
+    case unroutableDropped
+    case retransmissionsAbsorbed
+    case retransmissionsSent
+    case acksAbsorbed
+    case requestsForwarded
+    case responsesRelayed
+    case serverTransactionsCreated
+    case transactionsCompleted
+    case serverTransactionFailures
+    case clientTransactionFailures
+    case cancelsReceived
+    case cancelsSent
+    case loopsDetected
+    case keyCollisions
+    case sendFailures
+    case connectionsOpened
+    case dialogsCreated
+    case dialogsConfirmed
+    case dialogsTerminated
+    case outOfOrderRequests
+
+    var name: String {
+        var name = ""
+        for character in String(describing: self) {
+            if character.isUppercase {
+                name.append("_")
+                name.append(Character(character.lowercased()))
+            } else {
+                name.append(character)
+            }
+        }
+        return name
+    }
+}
+
+/// Per-worker counters, one slot per `Counter`, stored inline; summed over workers when reported.
 struct ProxyCounters: Sendable {
-    var messagesReceived = 0
-    var messagesSent = 0
-    var handedOver = 0
-    var malformedDropped = 0
-    var oversizedDropped = 0
-    var malformedAnswered = 0
-    var unroutableDropped = 0
-    var retransmissionsAbsorbed = 0
-    var retransmissionsSent = 0
-    var acksAbsorbed = 0
-    var requestsForwarded = 0
-    var responsesRelayed = 0
-    var serverTransactionsCreated = 0
-    var transactionsCompleted = 0
-    var serverTransactionFailures = 0
-    var clientTransactionFailures = 0
-    var cancelsReceived = 0
-    var cancelsSent = 0
-    var loopsDetected = 0
-    var keyCollisions = 0
-    var sendFailures = 0
-    var connectionsOpened = 0
-    var dialogsCreated = 0
-    var dialogsConfirmed = 0
-    var dialogsTerminated = 0
-    var outOfOrderRequests = 0
+    private var values = InlineArray<32, Int>(repeating: 0)
+
+    subscript(counter: Counter) -> Int {
+        get { values[counter.rawValue] }
+        set { values[counter.rawValue] = newValue }
+    }
 
     static func + (lhs: ProxyCounters, rhs: ProxyCounters) -> ProxyCounters {
         var sum = lhs
-        sum.messagesReceived += rhs.messagesReceived
-        sum.messagesSent += rhs.messagesSent
-        sum.handedOver += rhs.handedOver
-        sum.malformedDropped += rhs.malformedDropped
-        sum.oversizedDropped += rhs.oversizedDropped
-        sum.malformedAnswered += rhs.malformedAnswered
-        sum.unroutableDropped += rhs.unroutableDropped
-        sum.retransmissionsAbsorbed += rhs.retransmissionsAbsorbed
-        sum.retransmissionsSent += rhs.retransmissionsSent
-        sum.acksAbsorbed += rhs.acksAbsorbed
-        sum.requestsForwarded += rhs.requestsForwarded
-        sum.responsesRelayed += rhs.responsesRelayed
-        sum.serverTransactionsCreated += rhs.serverTransactionsCreated
-        sum.transactionsCompleted += rhs.transactionsCompleted
-        sum.serverTransactionFailures += rhs.serverTransactionFailures
-        sum.clientTransactionFailures += rhs.clientTransactionFailures
-        sum.cancelsReceived += rhs.cancelsReceived
-        sum.cancelsSent += rhs.cancelsSent
-        sum.loopsDetected += rhs.loopsDetected
-        sum.keyCollisions += rhs.keyCollisions
-        sum.sendFailures += rhs.sendFailures
-        sum.connectionsOpened += rhs.connectionsOpened
-        sum.dialogsCreated += rhs.dialogsCreated
-        sum.dialogsConfirmed += rhs.dialogsConfirmed
-        sum.dialogsTerminated += rhs.dialogsTerminated
-        sum.outOfOrderRequests += rhs.outOfOrderRequests
+        for counter in Counter.allCases { sum[counter] += rhs[counter] }
         return sum
     }
 
     /// Name/value pairs for the log line.
     var fields: [(String, Int)] {
-        [
-            ("received", messagesReceived), ("sent", messagesSent), ("handed_over", handedOver),
-            ("malformed_dropped", malformedDropped), ("oversized_dropped", oversizedDropped),
-            ("malformed_answered", malformedAnswered),
-            ("unroutable_dropped", unroutableDropped), ("retransmissions_absorbed", retransmissionsAbsorbed),
-            ("retransmissions_sent", retransmissionsSent), ("acks_absorbed", acksAbsorbed),
-            ("requests_forwarded", requestsForwarded), ("responses_relayed", responsesRelayed),
-            ("transactions", serverTransactionsCreated), ("transactions_completed", transactionsCompleted),
-            ("server_failures", serverTransactionFailures), ("client_failures", clientTransactionFailures),
-            ("cancels_received", cancelsReceived), ("cancels_sent", cancelsSent), ("loops", loopsDetected),
-            ("key_collisions", keyCollisions), ("send_failures", sendFailures),
-            ("connections_opened", connectionsOpened), ("dialogs", dialogsCreated),
-            ("dialogs_confirmed", dialogsConfirmed), ("dialogs_terminated", dialogsTerminated),
-            ("out_of_order_requests", outOfOrderRequests),
-        ]
+        Counter.allCases.map { ($0.name, self[$0]) }
     }
 }

@@ -127,8 +127,8 @@ private struct WorkerReport: Sendable {
     init(_ worker: Worker) {
         var counters = worker.counters
         for socket in worker.udpSockets.values {
-            counters.oversizedDropped += socket.truncatedDatagrams
-            counters.sendFailures += socket.failedSends
+            counters[.oversizedDropped] += socket.truncatedDatagrams
+            counters[.sendFailures] += socket.failedSends
         }
         self.counters = counters
         serverTransactions = worker.serverTransactions.count

@@ -16,11 +16,11 @@ extension Worker {
             if let existing = serverTransactions[key] {
                 guard TransactionKey.sameTransaction(existing, inbound) else {
                     // Two different transactions with one 64-bit seeded hash: practically never.
-                    counters.keyCollisions += 1
+                    counters[.keyCollisions] += 1
                     send(request.makeResponse(statusCode: 500, reasonPhrase: "Transaction Key Collision", toTag: makeTag()), to: inbound.replyHop)
                     return
                 }
-                counters.retransmissionsAbsorbed += 1
+                counters[.retransmissionsAbsorbed] += 1
                 performServer(existing, actions: existing.serverStep(.retransmission))
                 return
             }
@@ -40,7 +40,7 @@ extension Worker {
         }
         // §16.3 step 4: loop detection.
         if isLooping(request, inbound.headers) {
-            counters.loopsDetected += 1
+            counters[.loopsDetected] += 1
             respond(transaction, statusCode: 482, reasonPhrase: "Loop Detected")
             return
         }
@@ -95,7 +95,7 @@ extension Worker {
         let transaction = ProxyTransaction(
             serverKey: key, request: request, headers: inbound.headers, replyHop: inbound.replyHop, server: server)
         serverTransactions[key] = transaction
-        counters.serverTransactionsCreated += 1
+        counters[.serverTransactionsCreated] += 1
         if request.method == .invite {
             // §16.2: a stateful proxy answers an INVITE with 100 Trying straight away.
             transaction.lastResponse = request.makeResponse(statusCode: 100, reasonPhrase: "Trying")
@@ -158,7 +158,7 @@ extension Worker {
         _ = transaction.responses.addBranch()
         clientTransactions[id] = transaction
         transaction.isClientTerminated = false
-        counters.requestsForwarded += 1
+        counters[.requestsForwarded] += 1
         transaction.client =
             request.method == .invite
             ? .invite(ClientInviteTransaction(
@@ -180,7 +180,7 @@ extension Worker {
             // The ACK for our non-2xx final response ends here (hop by hop, §17.2.1); one that
             // matches an INVITE answered 2xx (RFC 6026 Accepted) belongs to the caller's dialog.
             guard actions.delivery == .ack else {
-                counters.acksAbsorbed += 1
+                counters[.acksAbsorbed] += 1
                 return
             }
         }
@@ -193,7 +193,7 @@ extension Worker {
     private func forwardStatelessly(_ inbound: Inbound) {
         let request = inbound.message
         if case .value(0) = inbound.headers.maxForwards {
-            counters.malformedDropped += 1
+            counters[.malformedDropped] += 1
             return
         }
         let routes = context.interfaces.scanRoutes(request)
@@ -207,7 +207,7 @@ extension Worker {
         } else if inbound.headers.toTag == nil, let upstream = context.upstream {
             target = upstream
         } else {
-            counters.unroutableDropped += 1
+            counters[.unroutableDropped] += 1
             return
         }
         if let (entry, index, _) = dialogs.find(request, inbound.headers, seed: context.hashSeed) {
@@ -222,7 +222,7 @@ extension Worker {
                 transactionID: derived, routeRemovals: routes.removals,
                 requestURIFromRoute: routes.requestURIFromRoute, source: inbound.source,
                 sourceText: self.text(of: inbound.source))
-            self.counters.requestsForwarded += 1
+            self.counters[.requestsForwarded] += 1
             self.send(
                 request.forwarded(headers, with: edits, editor: &self.editor),
                 to: Hop(transport: target.transport, address: address, interfaceIndex: outgoing.index, connection: nil))
@@ -233,7 +233,7 @@ extension Worker {
         }
         resolve(target) { [unowned self] result in
             guard case .success(let address) = result else {
-                self.counters.unroutableDropped += 1
+                self.counters[.unroutableDropped] += 1
                 return
             }
             send(address)
@@ -254,7 +254,7 @@ extension Worker {
         }
         // The CANCEL is answered hop by hop; the INVITE gets its 487 from the far end.
         send(cancel.makeResponse(statusCode: 200, reasonPhrase: "OK", toTag: transaction.localTag), to: inbound.replyHop)
-        counters.cancelsReceived += 1
+        counters[.cancelsReceived] += 1
         transaction.dialog?.cancelled(worker: self)
         cancelClientSide(transaction)
     }
@@ -309,7 +309,7 @@ extension Worker {
             }
         }
         if let failure = actions.failure {
-            counters.serverTransactionFailures += 1
+            counters[.serverTransactionFailures] += 1
             logger.debug("server transaction failed", metadata: ["failure": "\(failure)"])
         }
         scheduleAll(actions.timers, for: transaction) { .server(transaction, $0) }
@@ -331,7 +331,7 @@ extension Worker {
 
     func finishIfDone(_ transaction: ProxyTransaction) {
         guard transaction.isFinished else { return }
-        counters.transactionsCompleted += 1
+        counters[.transactionsCompleted] += 1
         cancelTimers(&transaction.timers)
     }
 }

@@ -11,7 +11,7 @@ extension Worker {
             let id = BranchFormat.transactionID(in: branch, of: response),
             context.interfaces.isLocal(host: via.hostRange, port: via.port, transport: nil, in: response)
         else {
-            counters.unroutableDropped += 1
+            counters[.unroutableDropped] += 1
             return
         }
         guard let transaction = clientTransactions[id] else {
@@ -24,7 +24,7 @@ extension Worker {
             return
         }
         guard cseq.method == transaction.method || (transaction.method == .other && cseq.method == .other) else {
-            counters.unroutableDropped += 1
+            counters[.unroutableDropped] += 1
             return
         }
         if let connection = inbound.connection, transaction.nextHop?.connection == nil {
@@ -40,13 +40,13 @@ extension Worker {
             let relayed = response.withoutTopVia(editor: &editor), let relayedMessage = try? SIPMessage(parsing: relayed),
             let next = relayedMessage.topVia, let transport = Transport(sipText: relayedMessage.text(next.transportRange))
         else {
-            counters.unroutableDropped += 1
+            counters[.unroutableDropped] += 1
             return
         }
         let host = next.receivedRange.map { relayedMessage.text($0) } ?? relayedMessage.text(next.hostRange)
         let port = UInt16(next.rport ?? next.port ?? 5060)
         guard let address = try? SocketAddress(ipAddress: host, port: port) else {
-            counters.unroutableDropped += 1
+            counters[.unroutableDropped] += 1
             return
         }
         let interface = context.interfaces.outgoing(for: transport, family: address)
@@ -59,7 +59,7 @@ extension Worker {
             switch message {
             case .request, .requestRetransmission:
                 if let bytes = transaction.forwarded, let hop = transaction.nextHop {
-                    if case .requestRetransmission = message { counters.retransmissionsSent += 1 }
+                    if case .requestRetransmission = message { counters[.retransmissionsSent] += 1 }
                     send(bytes, to: hop)
                 }
             case .ack:
@@ -98,7 +98,7 @@ extension Worker {
 
     private func relayUpstream(_ response: SIPMessage, statusCode: Int, for transaction: ProxyTransaction) {
         guard let bytes = response.withoutTopVia(editor: &editor) else { return }
-        counters.responsesRelayed += 1
+        counters[.responsesRelayed] += 1
         sendResponse(transaction, statusCode: statusCode, bytes: bytes)
     }
 
@@ -123,7 +123,7 @@ extension Worker {
     }
 
     private func clientFailed(_ transaction: ProxyTransaction, failure: TransactionFailure) {
-        counters.clientTransactionFailures += 1
+        counters[.clientTransactionFailures] += 1
         let callID = transaction.request.map { $0.text(transaction.headers.callID) } ?? "-"
         switch failure {
         case .timeout(let timer):
@@ -174,7 +174,7 @@ extension Worker {
         let actions = machine.start()
         transaction.cancelClient = machine
         transaction.isCancelTerminated = false
-        counters.cancelsSent += 1
+        counters[.cancelsSent] += 1
         performCancel(transaction, actions: actions)
     }
 

@@ -100,7 +100,7 @@ final class Worker: @unchecked Sendable {
     // MARK: Receiving
 
     func receive(_ received: borrowing ReceivedMessage, interfaceIndex: Int) {
-        counters.messagesReceived += 1
+        counters[.messagesReceived] += 1
         let message: SIPMessage
         do {
             message = try SIPMessage(
@@ -134,7 +134,7 @@ final class Worker: @unchecked Sendable {
         if owner == index {
             handle(inbound)
         } else {
-            counters.handedOver += 1
+            counters[.handedOver] += 1
             let target = context.workers[owner]
             let handover = Handover(value: inbound)
             target.loop.execute { target.handle(handover.value) }
@@ -155,11 +155,11 @@ final class Worker: @unchecked Sendable {
         guard let partial = error.partial, partial.isRequest, partial.method != .ack,
             partial.firstHeader(.via) != nil
         else {
-            counters.malformedDropped += 1
+            counters[.malformedDropped] += 1
             logger.debug("dropped unusable message", metadata: ["reason": "\(error.reasonPhrase)", "peer": "\(replyHop.address)"])
             return
         }
-        counters.malformedAnswered += 1
+        counters[.malformedAnswered] += 1
         logger.debug("rejected request", metadata: ["reason": "\(error.reasonPhrase)", "peer": "\(replyHop.address)"])
         let response = partial.makeResponse(
             statusCode: error.statusCode, reasonPhrase: error.reasonPhrase, toTag: makeTag())
@@ -171,11 +171,11 @@ final class Worker: @unchecked Sendable {
     /// Sends bytes along a hop: UDP from our socket on its interface, TCP on the hop's connection,
     /// a pooled one, or a new one.
     func send(_ bytes: [UInt8], to hop: Hop) {
-        counters.messagesSent += 1
+        counters[.messagesSent] += 1
         switch hop.transport {
         case .udp:
             guard let socket = udpSockets[hop.interfaceIndex] ?? udpSockets.values.first else {
-                counters.sendFailures += 1
+                counters[.sendFailures] += 1
                 return
             }
             socket.send(bytes, to: hop.address)
@@ -212,7 +212,7 @@ final class Worker: @unchecked Sendable {
 
     private func connect(to address: SocketAddress, interfaceIndex: Int) -> StreamConnection {
         let connection = StreamConnection.connect(loop: loop, to: address)
-        counters.connectionsOpened += 1
+        counters[.connectionsOpened] += 1
         adopt(connection, interfaceIndex: interfaceIndex)
         return connection
     }
@@ -233,7 +233,7 @@ final class Worker: @unchecked Sendable {
             let hop = Hop(transport: .tcp, address: connection.remoteAddress, interfaceIndex: interfaceIndex, connection: connection)
             do throws(SIPParseError) {
                 _ = try SIPMessage(parsing: received.bytes, framing: .stream, limits: self.context.scanLimits)
-                self.counters.malformedDropped += 1
+                self.counters[.malformedDropped] += 1
             } catch {
                 self.reject(error, replyHop: hop)
             }

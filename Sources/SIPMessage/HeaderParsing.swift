@@ -84,16 +84,6 @@ extension SIPMessage {
         }
     }
 
-    /// The number of Via elements.
-    public var viaCount: Int {
-        var count = 0
-        forEachValue(.via) { _ in
-            count += 1
-            return true
-        }
-        return count
-    }
-
     public var from: NameAddress? { firstHeader(.from).flatMap { nameAddress($0.valueRange) } }
     public var to: NameAddress? { firstHeader(.to).flatMap { nameAddress($0.valueRange) } }
     public var fromTag: ByteRange? { from?.tagRange }
@@ -154,6 +144,32 @@ func parseDecimal(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> Int? {
     return value
 }
 
+/// A port number: decimal digits up to 65535.
+private func parsePort(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> Int? {
+    parseDecimal(raw, range).flatMap { $0 <= 65535 ? $0 : nil }
+}
+
+/// Reads a host at `index`: an IPv6 reference without its brackets, or everything up to ':', ';'
+/// or whitespace. Nil for an empty host or an unclosed '['.
+private func readHost(_ raw: UnsafeRawBufferPointer, _ index: inout Int, _ end: Int) -> ByteRange? {
+    let start: Int
+    let host: ByteRange
+    if index < end, raw[index] == UInt8(ascii: "[") {
+        start = index + 1
+        while index < end, raw[index] != UInt8(ascii: "]") { index += 1 }
+        guard index < end else { return nil }
+        host = ByteRange(offset: start, count: index - start)
+        index += 1
+    } else {
+        start = index
+        while index < end, raw[index] != UInt8(ascii: ":"), raw[index] != UInt8(ascii: ";"), !isLinearWhitespace(raw[index]) {
+            index += 1
+        }
+        host = ByteRange(offset: start, count: index - start)
+    }
+    return host.count > 0 ? host : nil
+}
+
 private func parseCSeq(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> CSeq? {
     var index = range.offset
     let end = range.end
@@ -198,23 +214,7 @@ private func parseVia(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> Via?
     skipWhitespace(raw, &index, end)
     guard index < end else { return nil }
     // sent-by
-    var hostRange: ByteRange
-    if raw[index] == UInt8(ascii: "[") {
-        let start = index + 1
-        while index < end, raw[index] != UInt8(ascii: "]") { index += 1 }
-        guard index < end else { return nil }
-        hostRange = ByteRange(offset: start, count: index - start)
-        index += 1
-    } else {
-        let start = index
-        while index < end, raw[index] != UInt8(ascii: ":"), raw[index] != UInt8(ascii: ";"),
-            !isLinearWhitespace(raw[index])
-        {
-            index += 1
-        }
-        hostRange = ByteRange(offset: start, count: index - start)
-    }
-    guard hostRange.count > 0 else { return nil }
+    guard let hostRange = readHost(raw, &index, end) else { return nil }
     skipWhitespace(raw, &index, end)
     var port: Int?
     if index < end, raw[index] == UInt8(ascii: ":") {
@@ -222,8 +222,7 @@ private func parseVia(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> Via?
         skipWhitespace(raw, &index, end)
         let start = index
         while index < end, raw[index] >= UInt8(ascii: "0"), raw[index] <= UInt8(ascii: "9") { index += 1 }
-        guard let value = parseDecimal(raw, ByteRange(offset: start, count: index - start)), value <= 65535
-        else { return nil }
+        guard let value = parsePort(raw, ByteRange(offset: start, count: index - start)) else { return nil }
         port = value
         skipWhitespace(raw, &index, end)
     }
@@ -239,7 +238,7 @@ private func parseVia(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> Via?
             via.receivedRange = value
         } else if equalsIgnoringCase(raw, name, "rport") {
             via.rportParameterRange = whole
-            if let value, let port = parseDecimal(raw, value), port <= 65535 { via.rport = port }
+            if let value, let port = parsePort(raw, value) { via.rport = port }
         }
     }
     return via
@@ -377,28 +376,13 @@ private func parseURI(_ raw: UnsafeRawBufferPointer, _ range: ByteRange) -> URIP
         userRange = ByteRange(offset: index, count: userEnd - index)
         index = at + 1
     }
-    var hostRange: ByteRange
-    if index < headersStart, raw[index] == UInt8(ascii: "[") {
-        let start = index + 1
-        while index < headersStart, raw[index] != UInt8(ascii: "]") { index += 1 }
-        guard index < headersStart else { return nil }
-        hostRange = ByteRange(offset: start, count: index - start)
-        index += 1
-    } else {
-        let start = index
-        while index < headersStart, raw[index] != UInt8(ascii: ":"), raw[index] != UInt8(ascii: ";") {
-            index += 1
-        }
-        hostRange = ByteRange(offset: start, count: index - start)
-    }
-    guard hostRange.count > 0 else { return nil }
+    guard let hostRange = readHost(raw, &index, headersStart) else { return nil }
     var port: Int?
     if index < headersStart, raw[index] == UInt8(ascii: ":") {
         index += 1
         let start = index
         while index < headersStart, raw[index] != UInt8(ascii: ";") { index += 1 }
-        guard let value = parseDecimal(raw, ByteRange(offset: start, count: index - start)), value <= 65535
-        else { return nil }
+        guard let value = parsePort(raw, ByteRange(offset: start, count: index - start)) else { return nil }
         port = value
     }
     let parameters = ByteRange(offset: index, count: headersStart - index)

@@ -44,10 +44,6 @@ public struct SIPMessage: @unchecked Sendable {
     /// The status code of a response (0 for requests).
     public var statusCode: Int { Int(summary.status_code) }
     public var reasonRange: ByteRange { ByteRange(offset: Int(summary.reason_off), count: Int(summary.reason_len)) }
-    /// The start line without its line ending.
-    public var startLineRange: ByteRange {
-        ByteRange(offset: Int(summary.leading_crlf), count: Int(summary.start_line_len))
-    }
     /// Where the first header line begins.
     public var headersOffset: Int { Int(summary.headers_off) }
     /// Where the empty line that ends the headers begins (the byte after the last header line).
@@ -134,11 +130,6 @@ public struct SIPMessage: @unchecked Sendable {
 
     /// A copy of all the bytes of the message.
     public var bytes: [UInt8] { storage.withBytes { Array($0) } }
-
-    /// A copy of the bytes in `range`.
-    public func bytes(_ range: ByteRange) -> [UInt8] {
-        storage.withBytes { Array($0[range.offset..<range.end]) }
-    }
 
     /// The text in `range`, with folded continuation lines turned into single spaces.
     public func text(_ range: ByteRange) -> String {

@@ -49,6 +49,15 @@ final class ProxyFixture {
 
     deinit { server.stop() }
 
+    /// Waits until `condition` holds or `milliseconds` pass, draining the callee meanwhile.
+    func wait(upToMilliseconds milliseconds: Int, until condition: () -> Bool) {
+        var waited = 0
+        while !condition(), waited < milliseconds {
+            _ = callee.receive(timeoutMilliseconds: 20)
+            waited += 20
+        }
+    }
+
     /// A counter from the running proxy.
     func counter(_ name: String) -> Int? {
         server.countersSnapshot().first { $0.0 == name }?.1
@@ -189,18 +198,10 @@ struct ProxyForwardingTests {
         _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 486"))
         _ = try #require(fixture.callee.receive(startingWith: "ACK"))
         fixture.caller.send(fixture.callerRequest("ACK", callID: "clean-1", branch: "z9hG4bKcaller1"), toPort: fixture.proxyPort)
-        var waited = 0
-        while fixture.counter("acks_absorbed") != 1, waited < 1000 {
-            _ = fixture.callee.receive(timeoutMilliseconds: 20)
-            waited += 20
-        }
+        fixture.wait(upToMilliseconds: 1000) { fixture.counter("acks_absorbed") == 1 }
         #expect(fixture.counter("acks_absorbed") == 1)
-        waited = 0
-        while fixture.counter("active_server_transactions") != 0 || fixture.counter("active_client_transactions") != 0,
-            waited < 4000
-        {
-            _ = fixture.callee.receive(timeoutMilliseconds: 100)
-            waited += 100
+        fixture.wait(upToMilliseconds: 4000) {
+            fixture.counter("active_server_transactions") == 0 && fixture.counter("active_client_transactions") == 0
         }
         #expect(fixture.counter("active_server_transactions") == 0)
         #expect(fixture.counter("active_client_transactions") == 0)

@@ -145,11 +145,7 @@ struct ProxyRoutingTests {
             fixture.callerRequest("ACK", callID: "expiry-1", branch: "z9hG4bKack9", routed: true), toPort: fixture.proxyPort)
         _ = try #require(fixture.callee.receive(startingWith: "ACK"))
         #expect(fixture.counter("active_dialogs") == 1)
-        var waited = 0
-        while fixture.events.entries.last?.contains("terminated") != true, waited < 3000 {
-            _ = fixture.callee.receive(timeoutMilliseconds: 100)
-            waited += 100
-        }
+        fixture.wait(upToMilliseconds: 3000) { fixture.events.entries.last?.contains("terminated") == true }
         #expect(fixture.events.entries == [
             "expiry-1 confirmed", "expiry-1 terminated(SIPDialog.DialogTerminationReason.expired)",
         ])

@@ -52,7 +52,6 @@ struct SIPMessageTests {
         let top = try #require(message.topVia)
         #expect(top.rportParameterRange.map(message.text) == "rport")
         #expect(top.rport == nil)
-        #expect(message.viaCount == 3)
     }
 
     @Test func quotedDisplayNameWithCommaIsOneElement() throws {
