@@ -94,11 +94,22 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
+        /// RFC 7865 recording metadata and the multipart bodies of SIPREC (the only user of libxml2).
+        .target(name: "SIPRECMetadata", dependencies: ["CLibXML2"], swiftSettings: swiftSettings),
+        /// Media engines behind a protocol; rtpengine over its NG control protocol.
+        .target(
+            name: "MediaEngine",
+            dependencies: ["SIPEdgeIO", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        /// The recording session toward an SRS (RFC 7866) as a value-type state machine.
+        .target(name: "SIPRecording", dependencies: ["SIPTransaction"], swiftSettings: swiftSettings),
         /// The stateful proxy: transactions + dialogs + routing over the I/O layer.
         .target(
             name: "SIPEdgeProxy",
             dependencies: [
                 "SIPMessage", "SIPEdgeIO", "SIPTransaction", "SIPDialog", "SIPEdgeConfig",
+                "SIPRECMetadata", "MediaEngine", "SIPRecording",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -137,6 +148,9 @@ let package = Package(
         .testTarget(name: "SIPTransactionTests", dependencies: ["SIPTransaction"], swiftSettings: swiftSettings),
         .testTarget(name: "SIPDialogTests", dependencies: ["SIPDialog"], swiftSettings: swiftSettings),
         .testTarget(name: "SIPEdgeConfigTests", dependencies: ["SIPEdgeConfig"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPRECMetadataTests", dependencies: ["SIPRECMetadata"], swiftSettings: swiftSettings),
+        .testTarget(name: "MediaEngineTests", dependencies: ["MediaEngine", "SIPEdgeIO"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPRecordingTests", dependencies: ["SIPRecording", "SIPTransaction"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SIPEdgeProxyTests",
             dependencies: ["SIPEdgeProxy", "SIPMessage", "SIPEdgeIO"],
