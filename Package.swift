@@ -103,7 +103,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         /// The recording session toward an SRS (RFC 7866) as a value-type state machine.
-        .target(name: "SIPRecording", dependencies: ["SIPTransaction"], swiftSettings: swiftSettings),
+        .target(name: "SIPRecording", swiftSettings: swiftSettings),
         /// The stateful proxy: transactions + dialogs + routing over the I/O layer.
         .target(
             name: "SIPEdgeProxy",
@@ -150,7 +150,7 @@ let package = Package(
         .testTarget(name: "SIPEdgeConfigTests", dependencies: ["SIPEdgeConfig"], swiftSettings: swiftSettings),
         .testTarget(name: "SIPRECMetadataTests", dependencies: ["SIPRECMetadata"], swiftSettings: swiftSettings),
         .testTarget(name: "MediaEngineTests", dependencies: ["MediaEngine", "SIPEdgeIO"], swiftSettings: swiftSettings),
-        .testTarget(name: "SIPRecordingTests", dependencies: ["SIPRecording", "SIPTransaction"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPRecordingTests", dependencies: ["SIPRecording"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SIPEdgeProxyTests",
             dependencies: ["SIPEdgeProxy", "SIPMessage", "SIPEdgeIO"],
