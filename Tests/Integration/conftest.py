@@ -19,7 +19,10 @@ from pathlib import Path
 import pytest
 
 import harness
+import media
+import pyua
 from harness import HarnessError, ManagedProcess, ProxyEndpoints, Sipp
+from rtpengine import RtpEngine
 
 
 def pytest_addoption(parser):
@@ -72,6 +75,7 @@ class Bench:
         self._processes: list[ManagedProcess] = []
         self._proxy: ManagedProcess | None = None
         self._names: dict[str, int] = {}
+        self._closers: list = []
 
     # --- what the element under test is expected to do
 
@@ -121,7 +125,8 @@ class Bench:
 
     def start_proxy(self, upstream_port: int, upstream_transport: str = "udp",
                     explicit_transport: bool = True, client_transport: str | None = None,
-                    endpoints: ProxyEndpoints | None = None) -> ProxyEndpoints:
+                    endpoints: ProxyEndpoints | None = None,
+                    extra_args: list[str] = ()) -> ProxyEndpoints:
         """Starts the element under test relaying to 127.0.0.1:upstream_port.
 
         Returns where clients reach it; in direct mode that is the upstream itself, which only
@@ -134,7 +139,7 @@ class Bench:
                                                 tcp_port=harness.free_port())
         upstream = harness.upstream_uri(upstream_port, upstream_transport, explicit_transport)
         # A proxy that fails to start is reported with its log tail by start_proxy itself.
-        proxy = harness.start_proxy(self.kind, endpoints, upstream, self.work_dir)
+        proxy = harness.start_proxy(self.kind, endpoints, upstream, self.work_dir, extra_args)
         self._proxy = proxy
         self._processes.append(proxy)
         self._artifacts.insert(0, (f"{self.kind} log (tail)", lambda: proxy.log_tail(80)))
@@ -146,7 +151,7 @@ class Bench:
         return self._proxy
 
     def assert_proxy_running(self) -> None:
-        if self.has_proxy:
+        if self.has_proxy and self._proxy is not None:
             assert self.proxy.alive(), (f"{self.kind} exited with status "
                                         f"{self.proxy.popen.returncode}")
 
@@ -160,10 +165,59 @@ class Bench:
         assert not failures, "; ".join(failures)
         self.assert_proxy_running()
 
+    # --- recording: SRS scenarios, rtpengine, RTP counters, Python peers
+
+    def srs(self, scenario: str, port: int | None = None, keys: dict[str, object] | None = None,
+            sets: dict[str, object] | None = None, calls: int = 1,
+            linger_ms: int | None = None, reject: tuple[int, str] | None = None) -> Sipp:
+        """Starts a SIPp SRS (scenarios/srs_*.xml) over UDP and returns once it listens.
+        keys become -key NAME VALUE ([NAME] in the scenario), sets -set NAME VALUE; reject
+        (code, reason) rewrites the status line of srs_reject.xml (503 Service Unavailable)."""
+        name = self._unique("srs")
+        if reject is not None:
+            template = (harness.SCENARIOS / scenario).read_text()
+            assert "SIP/2.0 503 Service Unavailable" in template, scenario
+            variant = self.work_dir / f"{name}_{reject[0]}.xml"
+            variant.write_text(template.replace("SIP/2.0 503 Service Unavailable",
+                                                f"SIP/2.0 {reject[0]} {reject[1]}"))
+            scenario = str(variant)  # an absolute path stays as it is under scenarios/
+        extra = ["-mp", str(media.free_media_port())]
+        for key, value in (keys or {}).items():
+            extra += ["-key", key, str(value)]
+        for key, value in (sets or {}).items():
+            extra += ["-set", key, str(value)]
+        sipp = Sipp(name, scenario, "udp", port or harness.free_port(), self.work_dir,
+                    calls=calls, extra=extra, linger_ms=linger_ms)
+        self._track_sipp(sipp).start()
+        sipp.wait_bound("udp", sipp.local_port)
+        return sipp
+
+    def rtpengine(self) -> RtpEngine:
+        """Starts rtpengine on a free NG port and a private media range; ready on `pong`."""
+        engine = RtpEngine(self.work_dir)
+        self._processes.append(engine)
+        self._artifacts.append(("rtpengine log (tail)", lambda: engine.log_tail(40)))
+        return engine.start_and_wait()
+
+    def rtp_counter(self, ports: list[int] | int) -> media.RtpCounter:
+        """UDP sockets counting RTP (an SRS's media ports); closed when the test ends."""
+        counter = media.RtpCounter(ports)
+        self._closers.append(counter.close)
+        self._artifacts.append(("RTP counters", counter.summary))
+        return counter
+
+    def udp_ua(self, port: int = 0) -> pyua.UdpUa:
+        """A Python SIP peer (or a silent sink) on a UDP port; closed when the test ends."""
+        ua = pyua.UdpUa(port)
+        self._closers.append(ua.close)
+        return ua
+
     def stop_all(self) -> None:
         for process in reversed(self._processes):
             if process.popen is not None:
                 process.stop()
+        for close in reversed(self._closers):
+            close()
 
 
 @pytest.fixture

@@ -288,14 +288,15 @@ def siprec_edge_binary() -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
-def siprec_edge_argv(endpoints: ProxyEndpoints, upstream: str) -> list[str]:
-    """The command line of the proxy's contract."""
+def siprec_edge_argv(endpoints: ProxyEndpoints, upstream: str, extra: list[str] = ()) -> list[str]:
+    """The command line of the proxy's contract, plus extra flags (recording: --srs, ...)."""
     return [str(siprec_edge_binary()),
             "--listen", f"udp:{LOCALHOST}:{endpoints.udp_port}",
             "--listen", f"tcp:{LOCALHOST}:{endpoints.tcp_port}",
             "--upstream", upstream,
             "--workers", os.environ.get("SIPREC_EDGE_WORKERS", "2"),
-            "--log-level", "debug"]
+            "--log-level", "debug",
+            *extra]
 
 
 def kamailio_argv(endpoints: ProxyEndpoints, upstream: str, run_dir: Path) -> list[str]:
@@ -306,14 +307,18 @@ def kamailio_argv(endpoints: ProxyEndpoints, upstream: str, run_dir: Path) -> li
             "-A", f'UAS_ADDR="{upstream}"']
 
 
-def start_proxy(kind: str, endpoints: ProxyEndpoints, upstream: str, work_dir: Path) -> ManagedProcess:
-    """Starts the proxy and returns once it listens on both transports."""
+def start_proxy(kind: str, endpoints: ProxyEndpoints, upstream: str, work_dir: Path,
+                extra_args: list[str] = ()) -> ManagedProcess:
+    """Starts the proxy and returns once it listens on both transports. extra_args are flags
+    of siprec-edge only."""
     if kind == "siprec-edge":
         binary = siprec_edge_binary()
         if not binary.exists():
             raise HarnessError(f"proxy binary {binary} not found: build it (swift build) or set "
                                "SIPREC_EDGE_BIN")
-        argv = siprec_edge_argv(endpoints, upstream)
+        argv = siprec_edge_argv(endpoints, upstream, extra_args)
+    elif extra_args:
+        raise ValueError(f"{kind}: no place for the flags {list(extra_args)}")
     elif kind == "kamailio":
         run_dir = work_dir / "kamailio-run"
         run_dir.mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 # RFC 3261 7.3.3 compact forms, for the headers the tests look at.
@@ -158,10 +159,11 @@ class TracedMessage:
     direction: str  # "received" or "sent"
     transport: str  # "UDP" or "TCP"
     message: SipMessage
+    time: float | None = None  # when SIPp logged it (its separator line, local wall clock)
 
 
 # Not anchored at a line start: SIPp appends "UDP message lost (recv)." notes without a newline.
-_TRACE_SEPARATOR = re.compile(r"-{20,} \d{4}-\d\d-\d\d \S+\r?\n")
+_TRACE_SEPARATOR = re.compile(r"-{20,} (\d{4}-\d\d-\d\d \S+)\r?\n")
 _TRACE_TITLE = re.compile(
     r"^(UDP|TCP) message (received|sent) (?:\[\d+\] bytes :|\(\d+ bytes\):)\r?\n\r?\n")
 
@@ -172,10 +174,22 @@ def read_sipp_trace(path: Path) -> list[TracedMessage]:
         return []
     text = path.read_bytes().decode("latin-1")
     found = []
-    for chunk in _TRACE_SEPARATOR.split(text):
+    separators = list(_TRACE_SEPARATOR.finditer(text))
+    for index, separator in enumerate(separators):
+        end = separators[index + 1].start() if index + 1 < len(separators) else len(text)
+        chunk = text[separator.end():end]
         title = _TRACE_TITLE.match(chunk)
         if not title:
             continue
         found.append(TracedMessage(direction=title.group(2), transport=title.group(1),
-                                   message=parse(chunk[title.end():])))
+                                   message=parse(chunk[title.end():]),
+                                   time=_trace_time(separator.group(1))))
     return found
+
+
+def _trace_time(stamp: str) -> float | None:
+    """'2026-11-26 23:22:40.317123' (SIPp's local time) as a Unix time, like time.time()."""
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    except ValueError:
+        return None
