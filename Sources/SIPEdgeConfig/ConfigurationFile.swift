@@ -12,17 +12,19 @@ import Yams
 /// timers: { t1_ms: 500, t2_ms: 4000, t4_ms: 5000 }
 /// limits: { max_message_size: 65535, udp_receive_buffer: 4194304, heap_reserve_mb: 32 }
 /// dialogs: { lifetime_s: 43200, invite_timeout_s: 180 }
+/// recording: { rtpengine: [udp:127.0.0.1:2223], rules: [...] }   # see RecordingFile.swift
 /// ```
 public enum ConfigurationFile {
-    /// Loads `path` on top of `base`.
-    public static func load(path: String, over base: ProxyConfiguration = ProxyConfiguration())
-        throws(ConfigurationError) -> ProxyConfiguration
-    {
+    /// Loads `path` on top of `base`. With `validating` false the cross-field rules are left for
+    /// the caller, which applies flags first (a rule's media engine may come from `--rtpengine`).
+    public static func load(
+        path: String, over base: ProxyConfiguration = ProxyConfiguration(), validating: Bool = true
+    ) throws(ConfigurationError) -> ProxyConfiguration {
         guard let text = readFile(path) else {
             throw ConfigurationError(key: "config", problem: "cannot read '\(path)': \(String(cString: strerror(errno)))")
         }
         do {
-            return try parse(yaml: text, over: base)
+            return try parse(yaml: text, over: base, validating: validating)
         } catch {
             var located = error
             located.file = path
@@ -31,9 +33,9 @@ public enum ConfigurationFile {
     }
 
     /// Parses YAML text on top of `base`.
-    public static func parse(yaml text: String, over base: ProxyConfiguration = ProxyConfiguration())
-        throws(ConfigurationError) -> ProxyConfiguration
-    {
+    public static func parse(
+        yaml text: String, over base: ProxyConfiguration = ProxyConfiguration(), validating: Bool = true
+    ) throws(ConfigurationError) -> ProxyConfiguration {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -102,25 +104,27 @@ public enum ConfigurationFile {
                     default: throw unknown("dialogs.\(name)")
                     }
                 }
+            case "recording":
+                configuration.recording = try recording(value, over: configuration.recording)
             default:
                 throw unknown(key)
             }
         }
-        return try configuration.validated()
+        return validating ? try configuration.validated() : configuration
     }
 
-    private static func unknown(_ key: String) -> ConfigurationError {
+    static func unknown(_ key: String) -> ConfigurationError {
         ConfigurationError(key: key, problem: "unknown key")
     }
 
-    private static func string(_ node: Node, key: String) throws(ConfigurationError) -> String {
+    static func string(_ node: Node, key: String) throws(ConfigurationError) -> String {
         guard case .scalar(let scalar) = node else {
             throw ConfigurationError(key: key, problem: "expected a single value")
         }
         return scalar.string
     }
 
-    private static func strings(_ node: Node, key: String) throws(ConfigurationError) -> [String] {
+    static func strings(_ node: Node, key: String) throws(ConfigurationError) -> [String] {
         switch node {
         case .scalar(let scalar): return [scalar.string]
         case .sequence(let sequence):
@@ -136,14 +140,14 @@ public enum ConfigurationFile {
         }
     }
 
-    private static func integer(_ node: Node, key: String) throws(ConfigurationError) -> Int {
+    static func integer(_ node: Node, key: String) throws(ConfigurationError) -> Int {
         guard case .scalar(let scalar) = node, let value = Int(scalar.string) else {
             throw ConfigurationError(key: key, problem: "expected a whole number, got '\(node.string ?? "a structure")'")
         }
         return value
     }
 
-    private static func section(
+    static func section(
         _ node: Node, key: String, _ body: (String, Node) throws(ConfigurationError) -> Void
     ) throws(ConfigurationError) {
         guard let mapping = node.mapping else {

@@ -100,6 +100,8 @@ public struct ProxyConfiguration: Sendable, Equatable {
     /// Heap each worker maps at start, megabytes: transactions live for 64·T1 after their final
     /// response (RFC 6026), so a loaded worker holds tens of thousands of them.
     public var heapReserveMegabytes = 32
+    /// SIPREC: which calls are recorded, toward which SRSs, through which media engines.
+    public var recording = RecordingConfiguration()
 
     public init() {}
 
@@ -128,6 +130,7 @@ public struct ProxyConfiguration: Sendable, Equatable {
         if inviteTimeoutSeconds < 1 {
             throw ConfigurationError(key: "dialogs.invite_timeout_s", problem: "must be positive")
         }
+        try recording.validate(listen: listen)
         return self
     }
 }
@@ -162,7 +165,7 @@ public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-private func parseHostPort(_ text: String, whole: String) throws(ConfigurationProblem) -> (String, UInt16?) {
+func parseHostPort(_ text: String, whole: String) throws(ConfigurationProblem) -> (String, UInt16?) {
     var host: String
     var portText: Substring?
     if text.hasPrefix("[") {

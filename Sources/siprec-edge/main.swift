@@ -42,10 +42,35 @@ struct SIPRECEdgeCommand: ParsableCommand {
             valueName: "level"))
     var logLevel: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Record every call to these SRSs, tried in order (failover): comma-separated sip: URIs (sip:[user@]host[:port][;transport=udp|tcp]); replaces the configuration file's recording rules.",
+            valueName: "sip-uri,..."))
+    var srs: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Do not fail over to the next SRS when the reply's status code matches this POSIX extended regular expression, matched against the whole code (e.g. '408|487' or '[34][0-9][0-9]').",
+            valueName: "regex"))
+    var skipFailoverCodes: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "NG control address of the media engine (rtpengine), repeatable or comma-separated for a set of engines: udp:IP:PORT.",
+            valueName: "udp:ip:port"))
+    var rtpengine: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "How long an SRS may take to answer before the next one is tried, in milliseconds, for every SRS (default: 5000).",
+            valueName: "ms"))
+    var srsTimeoutMs: Int?
+
     /// The configuration from defaults, file and flags, in that order.
     func resolvedConfiguration() throws(ConfigurationError) -> ProxyConfiguration {
         var configuration = ProxyConfiguration()
-        if let config { configuration = try ConfigurationFile.load(path: config) }
+        // Validated once the flags are in: a rule in the file may take its media engine from a flag.
+        if let config { configuration = try ConfigurationFile.load(path: config, validating: false) }
         if !listen.isEmpty {
             var addresses: [ListenAddress] = []
             for item in listen {
@@ -69,11 +94,21 @@ struct SIPRECEdgeCommand: ParsableCommand {
             }
             configuration.logLevel = level
         }
+        try RecordingFlags(
+            srs: srs, skipFailoverCodes: skipFailoverCodes, rtpengine: rtpengine, srsTimeoutMilliseconds: srsTimeoutMs
+        ).apply(to: &configuration)
         do {
             return try configuration.validated()
         } catch {
+            // Name the flag that set the value, else the file it came from.
             var flagged = error
-            if error.key == "workers", workers != nil { flagged.key = "--workers" }
+            if error.key == "workers", workers != nil {
+                flagged.key = "--workers"
+            } else if error.key == "recording", srs != nil {
+                flagged.key = "--srs"
+            } else if let config {
+                flagged.file = config
+            }
             throw flagged
         }
     }
