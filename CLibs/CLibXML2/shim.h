@@ -3,3 +3,5 @@
 #include <libxml/xmlwriter.h>
 #include <libxml/xmlschemas.h>
 #include <libxml/catalog.h>
+#include <libxml/xmlIO.h>
+#include <libxml/xmlsave.h>
