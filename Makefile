@@ -42,8 +42,19 @@ build: deps
 release: deps
 	$(SWIFT) build -c release --product siprec-edge
 
+# `make run SRS=sip:HOST:PORT[,...]` records every call: rtpengine (userspace, loopback) starts
+# alongside the proxy by its PID and stops with it. RUN_ARGS adds any other flags.
+RTPENGINE_NG ?= 127.0.0.1:2223
+RTPENGINE_PORTS ?= 30000-30999
 run: release
-	.build/release/siprec-edge
+	@if [ -z "$(SRS)" ]; then exec .build/release/siprec-edge $(RUN_ARGS); fi; \
+	mkdir -p .build-run; \
+	rtpengine --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng=$(RTPENGINE_NG) \
+	  --port-min=$(firstword $(subst -, ,$(RTPENGINE_PORTS))) --port-max=$(lastword $(subst -, ,$(RTPENGINE_PORTS))) \
+	  --foreground --log-stderr --log-level=5 >.build-run/rtpengine.log 2>&1 & engine=$$!; \
+	trap 'kill $$engine 2>/dev/null; wait $$engine 2>/dev/null' EXIT INT TERM; \
+	echo "rtpengine (PID $$engine) on $(RTPENGINE_NG), log in .build-run/rtpengine.log"; \
+	.build/release/siprec-edge --srs "$(SRS)" --rtpengine udp:$(RTPENGINE_NG) $(RUN_ARGS)
 
 test: deps
 	$(SWIFT) build --build-tests

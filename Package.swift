@@ -117,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "siprec-edge",
             dependencies: [
-                "SIPEdgeProxy", "SIPEdgeConfig",
+                "SIPEdgeProxy", "SIPEdgeConfig", "SIPRECMetadata",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -23,6 +23,8 @@ final class DialogEntry {
     var dialogs: [Dialog]
     /// Every timer scheduled for these dialogs (the lifetime runs for hours), cancelled at the end.
     var timers: [TimerWheel<TimerPurpose>.ID] = []
+    /// The call's recordings and anchored media, when the rules record it.
+    var recording: RecordedCall?
 
     init(key: UInt64, dialog: Dialog) {
         self.key = key
@@ -195,6 +197,7 @@ extension Worker {
         if entry.isTerminated {
             dialogs.remove(entry)
             cancelTimers(&entry.timers)
+            if let recording = entry.recording { endRecordedCall(recording) }
         }
     }
 

@@ -89,6 +89,8 @@ struct RequestEdits {
     /// The sender's address, for `received` and `rport` on its Via (RFC 3261 §18.2.1, RFC 3581).
     var source: SocketAddress
     var sourceText: String
+    /// A new body (the media engine's SDP for an anchored call), with its Content-Length.
+    var body: [UInt8]? = nil
 }
 
 extension SIPMessage {
@@ -115,7 +117,9 @@ extension SIPMessage {
         if let uri = edits.requestURIFromRoute {
             editor.replace(requestURIRange) { self.append(uri, to: &$0) }
         }
-        if contentLength == nil {
+        if let body = edits.body {
+            replaceBody(with: body, editor: &editor)
+        } else if contentLength == nil {
             let length = bodyRange.count
             editor.insert(at: headerSectionEnd) { output in
                 output.append(ascii: "Content-Length: ")
@@ -147,7 +151,7 @@ extension SIPMessage {
 
     /// The response without its top Via element (ours), for relaying upstream (§16.7 step 3).
     /// `editor` is the worker's reusable one.
-    func withoutTopVia(editor: inout MessageEditor) -> [UInt8]? {
+    func withoutTopVia(editor: inout MessageEditor, body: [UInt8]? = nil) -> [UInt8]? {
         guard let header = firstHeader(.via) else { return nil }
         editor.reset(for: self)
         var secondElement: ByteRange?
@@ -162,6 +166,26 @@ extension SIPMessage {
         } else {
             editor.remove(header.lineRange)
         }
+        if let body { replaceBody(with: body, editor: &editor) }
         return editor.render()
+    }
+
+    /// Puts `body` in place of the message's body and makes Content-Length say so.
+    private func replaceBody(with body: [UInt8], editor: inout MessageEditor) {
+        if let header = firstHeader(.contentLength) {
+            editor.replace(header.valueRange) { $0.append(decimal: body.count) }
+        } else {
+            let length = body.count
+            editor.insert(at: headerSectionEnd) { output in
+                output.append(ascii: "Content-Length: ")
+                output.append(decimal: length)
+                output.append(ascii: "\r\n")
+            }
+        }
+        if bodyRange.count > 0 {
+            editor.replace(bodyRange, with: body)
+        } else {
+            editor.insert(body, at: bodyRange.offset)
+        }
     }
 }

@@ -58,6 +58,12 @@ final class ProxyContext: @unchecked Sendable {
         guard workers.count > 1 else { return 0 }
         return Int(message.hash(callID, seed: hashSeed) % UInt64(workers.count))
     }
+
+    /// The worker a Call-ID of our own making will be handled by (the same hash as above).
+    func ownerIndex(ofCallID callID: [UInt8]) -> Int {
+        guard workers.count > 1 else { return 0 }
+        return Int(SIPMessage.hash(callID, seed: hashSeed) % UInt64(workers.count))
+    }
 }
 
 /// Stream connections by remote address, shared by all workers. Only looked up when a message has
@@ -111,6 +117,18 @@ enum Counter: Int, CaseIterable, Sendable {
     case dialogsConfirmed
     case dialogsTerminated
     case outOfOrderRequests
+    case recordingSessionsOpened
+    case recordingSessionsClosed
+    case recordingsStarted
+    case recordingsStopped
+    case recordingsFailed
+    case recordingFailovers
+    case recordingsPaused
+    case recordingsResumed
+    case callsNotRecorded
+    case mediaSessionsOpened
+    case mediaSessionsClosed
+    case mediaEngineFailures
 
     var name: String {
         var name = ""
@@ -128,7 +146,7 @@ enum Counter: Int, CaseIterable, Sendable {
 
 /// Per-worker counters, one slot per `Counter`, stored inline; summed over workers when reported.
 struct ProxyCounters: Sendable {
-    private var values = InlineArray<32, Int>(repeating: 0)
+    private var values = InlineArray<48, Int>(repeating: 0)
 
     subscript(counter: Counter) -> Int {
         get { values[counter.rawValue] }
@@ -143,6 +161,10 @@ struct ProxyCounters: Sendable {
 
     /// Name/value pairs for the log line.
     var fields: [(String, Int)] {
-        Counter.allCases.map { ($0.name, self[$0]) }
+        // Gauges derived from opened/closed pairs: what is still open right now.
+        Counter.allCases.map { ($0.name, self[$0]) } + [
+            ("recordings_active", self[.recordingSessionsOpened] - self[.recordingSessionsClosed]),
+            ("media_sessions_active", self[.mediaSessionsOpened] - self[.mediaSessionsClosed]),
+        ]
     }
 }

@@ -1,6 +1,7 @@
 import Dispatch
 import Glibc
 import Logging
+import MediaEngine
 import Synchronization
 import SIPEdgeConfig
 import SIPEdgeIO
@@ -42,6 +43,7 @@ public final class ProxyServer: @unchecked Sendable {
         workers = created
         try ensureAddressesAreFree(using: created[0].loop)
         for worker in workers { try worker.openSockets() }
+        try openMediaEngines()
         let heapReserve = configuration.heapReserveMegabytes << 20
         for worker in workers {
             let loop = worker.loop
@@ -58,6 +60,30 @@ public final class ProxyServer: @unchecked Sendable {
                 "listen": "\(configuration.listen.map(\.description).joined(separator: ","))",
                 "upstream": "\(configuration.upstream?.description ?? "by Request-URI")",
                 "workers": "\(workers.count)",
+            ])
+    }
+
+    /// One media-engine client per worker, on the worker's loop, when calls are recorded.
+    private func openMediaEngines() throws(SIPIOError) {
+        let recording = configuration.recording
+        guard recording.isEnabled else { return }
+        var engines: [SocketAddress] = []
+        for engine in recording.mediaEngines {
+            engines.append(try SocketAddress(ipAddress: engine.host, port: engine.port))
+        }
+        for worker in workers {
+            do {
+                worker.mediaEngine = try RTPEngineClient(
+                    loop: worker.loop, configuration: RTPEngineClient.Configuration(engines: engines), logger: logger)
+            } catch {
+                throw SIPIOError(code: .system, operation: "open the media engine control socket", reason: "\(error)")
+            }
+        }
+        logger.info(
+            "recording calls",
+            metadata: [
+                "rules": "\(recording.rules.map(\.name).joined(separator: ","))",
+                "rtpengine": "\(recording.mediaEngines.map(\.description).joined(separator: ","))",
             ])
     }
 

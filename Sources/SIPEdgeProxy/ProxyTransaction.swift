@@ -1,6 +1,7 @@
 import SIPEdgeIO
 import SIPMessage
 import SIPDialog
+import SIPRecording
 import SIPTransaction
 
 /// Where a message goes: transport, address, the interface that names us, and the stream
@@ -72,6 +73,12 @@ final class ProxyTransaction {
     var isInitialInvite = false
     /// Which of the call's dialogs an in-dialog request belongs to, and which way it travels.
     var dialogPosition: (index: Int, direction: DialogDirection)?
+    /// A recorded call's media: the offer this request carried (before the media engine rewrote
+    /// it), the engine's replacement, and the answer rewritten for the responses.
+    var mediaOffer: [UInt8]?
+    var anchoredBody: [UInt8]?
+    var mediaAnswer: (original: [UInt8], anchored: [UInt8])?
+    var isAnswerPending = false
 
     init(
         serverKey: UInt64, request: SIPMessage, headers: RoutingHeaders, replyHop: Hop, server: ServerSide
@@ -102,6 +109,12 @@ enum TimerPurpose {
     case client(ProxyTransaction, TransactionTimer)
     case cancel(ProxyTransaction, TransactionTimer)
     case dialog(DialogEntry, DialogTimer)
+    case recordingClient(RecordingTransaction, TransactionTimer)
+    case recordingSession(RecordingDriver, RecordingTimer)
+    /// A finished recording session's Call-ID is forgotten (after retransmissions have died down).
+    case recordingForget(RecordingDriver)
+    /// An INVITE to an SRS that was given up is forgotten.
+    case recordingAbandoned(RecordingTransaction)
 }
 
 /// Inputs for the server side, whichever kind of transaction it is.

@@ -6,6 +6,10 @@ import SIPTransaction
 extension Worker {
     func handleRequest(_ inbound: Inbound) {
         let request = inbound.message
+        if let recording = recordingSession(for: inbound) {
+            handleRecordingRequest(inbound, driver: recording)
+            return
+        }
         switch request.method {
         case .ack:
             handleACK(inbound)
@@ -70,6 +74,18 @@ extension Worker {
             transaction.dialog = entry
             entry.requestStarted(transaction, index: index, direction: direction, worker: self)
         }
+        // A recorded call's SDP goes through the media engine first.
+        if mediaEngine != nil,
+            anchorRequestMedia(transaction, inbound: inbound, isInitial: isInitial, proceed: { [unowned self] in
+                self.route(transaction, to: target, routes: routes, isInitial: isInitial)
+            })
+        {
+            return
+        }
+        route(transaction, to: target, routes: routes, isInitial: isInitial)
+    }
+
+    private func route(_ transaction: ProxyTransaction, to target: NextHopTarget, routes: RouteScan, isInitial: Bool) {
         if let address = numericAddress(target) {
             forward(transaction, to: address, transport: target.transport, routes: routes, isInitial: isInitial)
             return
@@ -150,7 +166,8 @@ extension Worker {
             via: outgoing, loopHash: BranchFormat.loopHash(of: request, transaction.headers, seed: context.hashSeed),
             transactionID: id, recordRoutes: recordRoutes, routeRemovals: routes.removals,
             requestURIFromRoute: routes.requestURIFromRoute, source: transaction.replyHop.address,
-            sourceText: text(of: transaction.replyHop.address))
+            sourceText: text(of: transaction.replyHop.address), body: transaction.anchoredBody)
+        transaction.anchoredBody = nil
         let bytes = request.forwarded(transaction.headers, with: edits, editor: &editor)
         transaction.forwarded = bytes
         transaction.nextHop = Hop(transport: transport, address: address, interfaceIndex: outgoing.index, connection: nil)

@@ -14,6 +14,10 @@ extension Worker {
             counters[.unroutableDropped] += 1
             return
         }
+        if !recordingTransactions.isEmpty, let recording = recordingTransactions[id] {
+            handleRecordingResponse(inbound, transaction: recording)
+            return
+        }
         guard let transaction = clientTransactions[id] else {
             relayStrayResponse(response)
             return
@@ -92,12 +96,23 @@ extension Worker {
     private func relay(_ response: Inbound, statusCode: Int, isFirstOfKind: Bool, for transaction: ProxyTransaction) {
         transaction.dialog?.responseReceived(response, to: transaction, worker: self)
         let actions = transaction.responses.receiveResponse(statusCode: statusCode, fromBranch: 0)
-        if actions.forward != nil { relayUpstream(response.message, statusCode: statusCode, for: transaction) }
+        if actions.forward != nil {
+            let anchored = transaction.mediaOffer != nil
+                && anchorResponseMedia(response, statusCode: statusCode, for: transaction) { [unowned self] body in
+                    // Dropped while the engine works on an earlier copy: the far end retransmits.
+                    guard let body else {
+                        if !transaction.isAnswerPending { self.relayUpstream(response.message, statusCode: statusCode, for: transaction) }
+                        return
+                    }
+                    self.relayUpstream(response.message, statusCode: statusCode, for: transaction, body: body)
+                }
+            if !anchored { relayUpstream(response.message, statusCode: statusCode, for: transaction) }
+        }
         if actions.allBranchesCompleted { sendBestResponse(transaction, received: response.message) }
     }
 
-    private func relayUpstream(_ response: SIPMessage, statusCode: Int, for transaction: ProxyTransaction) {
-        guard let bytes = response.withoutTopVia(editor: &editor) else { return }
+    private func relayUpstream(_ response: SIPMessage, statusCode: Int, for transaction: ProxyTransaction, body: [UInt8]? = nil) {
+        guard let bytes = response.withoutTopVia(editor: &editor, body: body) else { return }
         counters[.responsesRelayed] += 1
         sendResponse(transaction, statusCode: statusCode, bytes: bytes)
     }

@@ -1,7 +1,9 @@
 import Logging
+import MediaEngine
 import SIPEdgeConfig
 import SIPEdgeIO
 import SIPMessage
+import SIPRecording
 import SIPTransaction
 
 /// A message received by some worker, with where it came from.
@@ -48,6 +50,11 @@ final class Worker: @unchecked Sendable {
     var counters = ProxyCounters()
     /// Reused for every forwarded message, so its buffers are allocated once.
     var editor = MessageEditor()
+    /// Recording: the media engine client on this worker's loop, the client transactions toward
+    /// SRSs, and the recording sessions by their own Call-ID (for requests from the SRS).
+    var mediaEngine: (any MediaEngine)?
+    var recordingTransactions: [UInt64: RecordingTransaction] = [:]
+    var recordingsByCallID: [String: RecordingDriver] = [:]
     /// The text of the last peer address seen: peers repeat, and inet_ntop is not free.
     private var lastAddressText: (SocketAddress, String)?
     /// The last numeric next-hop host parsed, see `numericAddress(_:)`.
@@ -284,6 +291,10 @@ final class Worker: @unchecked Sendable {
             case .client(let transaction, let timer): clientTimerFired(transaction, timer)
             case .cancel(let transaction, let timer): cancelTimerFired(transaction, timer)
             case .dialog(let dialog, let timer): dialogTimerFired(dialog, timer)
+            case .recordingClient(let transaction, let timer): recordingClientTimerFired(transaction, timer)
+            case .recordingSession(let driver, let timer): perform(driver, driver.machine.timerFired(timer))
+            case .recordingForget(let driver): forgetRecording(driver)
+            case .recordingAbandoned(let transaction): recordingAbandonmentEnded(transaction)
             }
         }
     }

@@ -159,9 +159,10 @@ extension SIPMessage {
     /// §8.2.6.2). A To tag is added when the To header has none and the code is above 100.
     ///
     /// - Parameters:
-    ///   - extraHeaders: complete header lines, each ending in CRLF.
+    ///   - extraHeaders: complete header lines, each ending in CRLF (with the Content-Type of `body`).
+    ///   - body: the response's body, if any.
     public func makeResponse(
-        statusCode: Int, reasonPhrase: String, toTag: String? = nil, extraHeaders: [UInt8] = []
+        statusCode: Int, reasonPhrase: String, toTag: String? = nil, extraHeaders: [UInt8] = [], body: [UInt8] = []
     ) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(512)
@@ -191,7 +192,10 @@ extension SIPMessage {
             }
         }
         output.append(contentsOf: extraHeaders)
-        output.append(ascii: "Content-Length: 0\r\n\r\n")
+        output.append(ascii: "Content-Length: ")
+        output.append(decimal: body.count)
+        output.append(ascii: "\r\n\r\n")
+        output.append(contentsOf: body)
         return output
     }
 }

@@ -210,6 +210,11 @@ public struct SIPMessage: @unchecked Sendable {
         }
     }
 
+    /// The same hash over bytes outside any message (identifiers the proxy makes itself).
+    public static func hash(_ bytes: [UInt8], seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
+        bytes.withUnsafeBytes { fnv1a($0, seed: seed) }
+    }
+
     /// A 64-bit FNV-1a hash of the bytes in `range`, for hash tables keyed by message text.
     public func hash(_ range: ByteRange, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
         withBytes(range) { bytes in fnv1a(bytes, seed: seed) }

@@ -3,6 +3,7 @@ import ArgumentParser
 import Logging
 import SIPEdgeConfig
 import SIPEdgeProxy
+import SIPRECMetadata
 
 /// `siprec-edge`: the command line. Flags override the configuration file, which overrides the
 /// embedded defaults (UDP and TCP on 127.0.0.1:5060, one worker per core).
@@ -149,6 +150,8 @@ do {
 let configuration: ProxyConfiguration
 do {
     configuration = try command.resolvedConfiguration()
+    // XML overrides and extensions are checked by the module that owns libxml2.
+    try configuration.recording.validateXML { xml in try XMLFragment.validate(xml) }
 } catch {
     fail("bad configuration: \(error)", status: 2)
 }

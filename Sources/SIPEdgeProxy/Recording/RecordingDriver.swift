@@ -1,0 +1,196 @@
+import Logging
+import MediaEngine
+import SIPEdgeConfig
+import SIPEdgeIO
+import SIPMessage
+import SIPRECMetadata
+import SIPRecording
+import SIPTransaction
+
+/// One recording session toward one instance's SRSs: the `RecordingSession` state machine, the
+/// SIP dialog it opens as a UAC (RFC 7866 §6), its media subscription and its metadata. Carries
+/// out the machine's actions on the worker that owns the recorded call.
+final class RecordingDriver {
+    /// The SIP side of the current attempt: a new Call-ID and From tag per SRS tried.
+    struct Leg {
+        var srsIndex: Int
+        var callID: String
+        var localTag: String
+        var cseq: UInt32 = 1
+        var remoteTag: String?
+        /// Where in-dialog requests go: the SRS's Contact, through its Record-Route set.
+        var remoteTarget: String
+        var routeSet: [String] = []
+        var hop: Hop?
+    }
+
+    unowned let call: RecordedCall
+    let instance: RecordingInstance
+    var machine: RecordingSession
+    /// The media engine's subscription: our own tag, so ports stay stable across re-subscribes.
+    let subscriptionTag: String
+    /// The header lines the instance adds to the INVITE, expanded from the call's headers.
+    let extraHeaders: [UInt8]
+    var leg: Leg?
+    /// The last offer from the media engine, and the streams it labels.
+    var offerSDP: String?
+    var streams: [MediaStreamLabel] = []
+    /// The SDP of the SRS's last answer, for the subscribe answer.
+    var answerSDP: String?
+    /// The pending INVITE (initial or re-INVITE) toward the SRS.
+    var pendingInvite: RecordingTransaction?
+    // Metadata identities: stable for the life of the session, across failover.
+    let sessionID = MetadataID.random()
+    let participantIDs = [MetadataID.random(), MetadataID.random()]
+    var streamIDs: [String: MetadataID] = [:]
+    let startTime = MetadataTime.now()
+    var endTime: MetadataTime?
+    var logger: Logger
+
+    init(call: RecordedCall, instance: RecordingInstance, settings: RecordingSessionSettings, extraHeaders: [UInt8],
+         subscriptionTag: String, seed: UInt64, logger: Logger)
+    {
+        self.call = call
+        self.instance = instance
+        self.machine = RecordingSession(settings: settings, randomSeed: seed)
+        self.extraHeaders = extraHeaders
+        self.subscriptionTag = subscriptionTag
+        var logger = logger
+        logger[metadataKey: "sip.callID"] = "\(call.callID)"
+        logger[metadataKey: "recording.instance"] = "\(instance.name)"
+        logger[metadataKey: "recording.session"] = "\(sessionID)"
+        self.logger = logger
+    }
+
+    var srs: SRSTarget? { leg.map { instance.srs[$0.srsIndex] } }
+
+    // MARK: Metadata
+
+    /// The complete snapshot (RFC 7865 §5, `datamode complete`), with disassociate times once the
+    /// call has ended.
+    func metadata() throws(MetadataError) -> String {
+        let parties = [call.caller, call.callee]
+        let overrides = [instance.callerXML, instance.calleeXML]
+        var participants: [RecordingMetadata.Participant] = []
+        for index in 0..<2 {
+            participants.append(
+                RecordingMetadata.Participant(
+                    id: participantIDs[index], aor: parties[index].aor, name: parties[index].name,
+                    overrideXML: overrides[index], associateTime: startTime, disassociateTime: endTime))
+        }
+        var metadataStreams: [RecordingMetadata.Stream] = []
+        for stream in streams {
+            let id = streamIDs[stream.label] ?? MetadataID.random()
+            streamIDs[stream.label] = id
+            metadataStreams.append(
+                RecordingMetadata.Stream(id: id, label: stream.label, sender: stream.participantTag == call.callerTag ? 0 : 1))
+        }
+        // The schema wants a base64 group_id; a configured name that is not one is encoded.
+        let group = instance.group.map { name in
+            RecordingMetadata.Group(
+                id: RecordingMetadata.Group.isValidID(name) ? name : MetadataID(bytes: Array(name.utf8)).text,
+                extensionXML: instance.groupExtensionXML)
+        }
+        let document = RecordingMetadata(
+            group: group, sessionID: sessionID, sipSessionID: call.callID, sessionExtensionXML: instance.sessionExtensionXML,
+            sessionAssociateTime: startTime, sessionDisassociateTime: endTime,
+            sessionStartTime: startTime, sessionStopTime: endTime,
+            participants: participants, streams: metadataStreams)
+        return try document.render()
+    }
+
+    /// The multipart body of an INVITE or re-INVITE: the SDP, then the metadata (RFC 7866 §9.1).
+    func body(sdp: String) -> (contentType: String, bytes: [UInt8])? {
+        let xml: String
+        do {
+            xml = try metadata()
+        } catch {
+            logger.error("recording metadata could not be built", metadata: ["error": "\(error)"])
+            return nil
+        }
+        let metadataType = (srs?.legacyMetadataType ?? false) ? "application/rs-metadata" : "application/rs-metadata+xml"
+        let parts = [
+            BodyPart(contentType: "application/sdp", contentDisposition: nil, body: Array(sdp.utf8)),
+            BodyPart(contentType: metadataType, contentDisposition: "recording-session", body: Array(xml.utf8)),
+        ]
+        return ("multipart/mixed;boundary=\(Self.boundary)", MultipartBody.render(parts, boundary: Self.boundary))
+    }
+
+    static let boundary = "siprec-edge-7865"
+}
+
+/// A client transaction toward an SRS: the initial INVITE of one attempt, a re-INVITE, a BYE or a
+/// CANCEL. Responses find it by the transaction id in our Via branch, like proxied requests.
+final class RecordingTransaction {
+    enum Purpose: Equatable {
+        case initialInvite(attempt: Int)
+        case reInvite
+        case bye
+        case cancel
+    }
+
+    let id: UInt64
+    let purpose: Purpose
+    let bytes: [UInt8]
+    let hop: Hop
+    var client: ProxyTransaction.ClientSide
+    unowned let driver: RecordingDriver
+    var timers: [TimerWheel<TimerPurpose>.ID] = []
+    /// Given up (no answer in time, no provisional to CANCEL): only a late 2xx still matters.
+    var isAbandoned = false
+    var isTerminated = false
+    /// Our CANCEL of this INVITE, once sent.
+    var cancel: RecordingTransaction?
+    /// The ACK for each 2xx, built once (retransmitted 2xx get the same ACK, §13.2.2.4).
+    var ackBytes: [UInt8]?
+
+    init(id: UInt64, purpose: Purpose, bytes: [UInt8], hop: Hop, client: ProxyTransaction.ClientSide, driver: RecordingDriver) {
+        self.id = id
+        self.purpose = purpose
+        self.bytes = bytes
+        self.hop = hop
+        self.client = client
+        self.driver = driver
+    }
+
+    var method: SIPMethod {
+        switch purpose {
+        case .initialInvite, .reInvite: return .invite
+        case .bye: return .bye
+        case .cancel: return .cancel
+        }
+    }
+
+    func step(_ input: ClientInput) -> TransactionActions {
+        switch client {
+        case .invite(var machine):
+            let actions = Self.apply(input, to: &machine)
+            client = .invite(machine)
+            return actions
+        case .nonInvite(var machine):
+            let actions = Self.apply(input, to: &machine)
+            client = .nonInvite(machine)
+            return actions
+        }
+    }
+
+    private static func apply(_ input: ClientInput, to machine: inout ClientInviteTransaction) -> TransactionActions {
+        switch input {
+        case .start: return machine.start()
+        case .response(let code): return machine.receiveResponse(statusCode: code)
+        case .timer(let timer): return machine.timerFired(timer)
+        case .transportError: return machine.transportError()
+        case .cancel: return machine.cancel()
+        }
+    }
+
+    private static func apply(_ input: ClientInput, to machine: inout ClientNonInviteTransaction) -> TransactionActions {
+        switch input {
+        case .start: return machine.start()
+        case .response(let code): return machine.receiveResponse(statusCode: code)
+        case .timer(let timer): return machine.timerFired(timer)
+        case .transportError: return machine.transportError()
+        case .cancel: return .none
+        }
+    }
+}

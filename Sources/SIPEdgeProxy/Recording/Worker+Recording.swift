@@ -1,0 +1,536 @@
+import Logging
+import MediaEngine
+import SIPEdgeConfig
+import SIPEdgeIO
+import SIPMessage
+import SIPRECMetadata
+import SIPRecording
+import SIPTransaction
+
+/// Recording sessions toward SRSs (RFC 7866): carrying out each session machine's actions as SIP
+/// requests, media-engine commands and timers, and routing the SRS's responses and requests back
+/// to the machine.
+extension Worker {
+    func makeDriver(for call: RecordedCall, instance: RecordingInstance, fields: CallFields) -> RecordingDriver {
+        var headerLines: [UInt8] = []
+        for template in instance.headers {
+            guard let value = template.expand(fields.lookup) else { continue }  // a header the call lacks
+            headerLines.append(text: "\(template.name): \(value)\r\n")
+        }
+        let skip = instance.skipFailoverCodes.map { pattern in Set((100...699).filter { pattern.matches(String($0)) }) } ?? []
+        let settings = RecordingSessionSettings(
+            noAnswerMilliseconds: instance.srs.map(\.timeoutMilliseconds), skipFailoverCodes: skip,
+            pauseOnHold: context.configuration.recording.pauseOnHold)
+        let seed = context.tagSeed ^ nextTransactionID()
+        var tag: [UInt8] = Array("srs-".utf8)
+        tag.append(hex: seed &* 0x9E37_79B9_7F4A_7C15, digits: 16)
+        counters[.recordingSessionsOpened] += 1
+        return RecordingDriver(
+            call: call, instance: instance, settings: settings, extraHeaders: headerLines,
+            subscriptionTag: String(decoding: tag, as: UTF8.self), seed: seed, logger: logger)
+    }
+
+    // MARK: Actions
+
+    func perform(_ driver: RecordingDriver, _ actions: [RecordingAction]) {
+        for action in actions {
+            switch action {
+            case .subscribe: subscribe(driver)
+            case .unsubscribe: unsubscribe(driver)
+            case .answerMedia: answerMedia(driver)
+            case .sendInvite(let srs): sendInitialInvite(driver, srs: srs)
+            case .cancelInvite: cancelInvite(driver)
+            case .abandonInvite: abandonInvite(driver)
+            case .sendReInvite(let update): sendReInvite(driver, update)
+            case .sendBYE: sendBYE(driver)
+            case .startTimer(let timer, let milliseconds):
+                _ = schedule(.recordingSession(driver, timer), afterMilliseconds: milliseconds)
+            case .report(let event): report(event, for: driver)
+            }
+        }
+        if driver.machine.isFinished { finish(driver) }
+    }
+
+    private func subscribe(_ driver: RecordingDriver) {
+        let call = driver.call
+        call.engine.subscribeRequest(
+            callID: call.callID, subscriptionTag: driver.subscriptionTag, flags: driver.instance.mediaFlags,
+            mediaAddress: driver.instance.mediaAddress
+        ) { [unowned self] result in
+            switch result {
+            case .success(let subscription):
+                driver.offerSDP = subscription.sdp
+                driver.streams = subscription.streams
+            case .failure(let error):
+                self.counters[.mediaEngineFailures] += 1
+                driver.logger.warning("media engine refused the recording subscription", metadata: ["error": "\(error)"])
+            }
+            if case .success = result {
+                self.perform(driver, driver.machine.subscribeCompleted(succeeded: true))
+            } else {
+                self.perform(driver, driver.machine.subscribeCompleted(succeeded: false))
+            }
+        }
+    }
+
+    private func unsubscribe(_ driver: RecordingDriver) {
+        let call = driver.call
+        guard !call.isOver else { return }  // the call's delete takes the subscription with it
+        call.engine.unsubscribe(callID: call.callID, subscriptionTag: driver.subscriptionTag) { [unowned self] result in
+            if case .failure(let error) = result {
+                self.counters[.mediaEngineFailures] += 1
+                driver.logger.warning("media engine did not unsubscribe", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func answerMedia(_ driver: RecordingDriver) {
+        let call = driver.call
+        guard let sdp = driver.answerSDP, !call.isOver else {
+            perform(driver, driver.machine.mediaAnswerCompleted(succeeded: driver.answerSDP != nil))
+            return
+        }
+        call.engine.subscribeAnswer(
+            callID: call.callID, subscriptionTag: driver.subscriptionTag, sdp: sdp, flags: ["allow transcoding"] + driver.instance.mediaFlags
+        ) { [unowned self] result in
+            if case .failure(let error) = result {
+                self.counters[.mediaEngineFailures] += 1
+                driver.logger.warning("media engine refused the recorder's answer", metadata: ["error": "\(error)"])
+                self.perform(driver, driver.machine.mediaAnswerCompleted(succeeded: false))
+            } else {
+                self.perform(driver, driver.machine.mediaAnswerCompleted(succeeded: true))
+            }
+        }
+    }
+
+    private func report(_ event: RecordingEvent, for driver: RecordingDriver) {
+        let srs = driver.srs.map { "\($0)" } ?? "-"
+        var logger = driver.logger
+        logger[metadataKey: "recording.srs"] = "\(srs)"
+        if let leg = driver.leg { logger[metadataKey: "recording.callID"] = "\(leg.callID)" }
+        switch event {
+        case .started:
+            counters[.recordingsStarted] += 1
+            logger.info("recording started")
+        case .failover(_, let reason):
+            counters[.recordingFailovers] += 1
+            logger.warning("recorder failed, trying the next one", metadata: ["reason": "\(reason)"])
+        case .failed(let failure):
+            counters[.recordingsFailed] += 1
+            logger.warning("recording failed; the call goes on unrecorded", metadata: ["reason": "\(failure)"])
+        case .paused:
+            counters[.recordingsPaused] += 1
+            logger.info("recording paused")
+        case .resumed:
+            counters[.recordingsResumed] += 1
+            logger.info("recording resumed")
+        case .updateRejected(let statusCode):
+            logger.warning("recorder rejected an update", metadata: ["status": "\(statusCode)"])
+        case .stopped(let reason):
+            counters[.recordingsStopped] += 1
+            logger.info("recording stopped", metadata: ["reason": "\(reason)"])
+        }
+    }
+
+    /// A finished session leaves the call; its Call-ID still answers the SRS's retransmissions
+    /// for 64·T1.
+    private func finish(_ driver: RecordingDriver) {
+        let call = driver.call
+        guard let index = call.sessions.firstIndex(where: { $0 === driver }) else { return }
+        call.sessions.remove(at: index)
+        counters[.recordingSessionsClosed] += 1
+        _ = schedule(.recordingForget(driver), afterMilliseconds: 64 * context.timerSettings.t1Milliseconds)
+    }
+
+    func forgetRecording(_ driver: RecordingDriver) {
+        if let leg = driver.leg, recordingsByCallID[leg.callID] === driver { recordingsByCallID.removeValue(forKey: leg.callID) }
+    }
+
+    // MARK: Requests toward the SRS
+
+    private func sendInitialInvite(_ driver: RecordingDriver, srs index: Int) {
+        if let old = driver.leg, recordingsByCallID[old.callID] === driver { recordingsByCallID.removeValue(forKey: old.callID) }
+        let srs = driver.instance.srs[index]
+        let leg = RecordingDriver.Leg(srsIndex: index, callID: makeOwnedCallID(), localTag: makeTag(), remoteTarget: srs.uri)
+        driver.leg = leg
+        recordingsByCallID[leg.callID] = driver
+        guard let offer = driver.offerSDP, let body = driver.body(sdp: offer) else {
+            perform(driver, driver.machine.inviteFailed(attempt: index, reason: .transportError))
+            return
+        }
+        let target = NextHopTarget(srs: srs)
+        resolve(target) { [unowned self] result in
+            guard driver.leg?.srsIndex == index, driver.machine.phase == .inviting else { return }
+            switch result {
+            case .success(let address):
+                let hop = Hop(transport: target.transport, address: address,
+                              interfaceIndex: self.outgoingInterface(for: target.transport, address: address).index, connection: nil)
+                driver.leg?.hop = hop
+                self.startTransaction(driver, purpose: .initialInvite(attempt: index), method: "INVITE", body: body, extra: driver.extraHeaders)
+            case .failure(let error):
+                driver.logger.warning("recorder address unresolvable", metadata: ["srs": "\(srs)", "error": "\(error)"])
+                self.perform(driver, driver.machine.inviteFailed(attempt: index, reason: .transportError))
+            }
+        }
+    }
+
+    private func sendReInvite(_ driver: RecordingDriver, _ update: SessionUpdate) {
+        guard let offer = driver.offerSDP, driver.leg?.hop != nil else {
+            perform(driver, driver.machine.reInviteCompleted(statusCode: 500))
+            return
+        }
+        let sdp = update == .pause ? SessionDescription.inactive(offer) : offer
+        if update == .pause { driver.offerSDP = sdp }  // the next refresh replaces it
+        guard let body = driver.body(sdp: sdp) else {
+            perform(driver, driver.machine.reInviteCompleted(statusCode: 500))
+            return
+        }
+        driver.leg?.cseq += 1
+        startTransaction(driver, purpose: .reInvite, method: "INVITE", body: body, extra: [])
+    }
+
+    private func sendBYE(_ driver: RecordingDriver) {
+        guard driver.leg?.hop != nil, driver.leg?.remoteTag != nil else { return }
+        driver.leg?.cseq += 1
+        startTransaction(driver, purpose: .bye, method: "BYE", body: nil, extra: [])
+    }
+
+    private func cancelInvite(_ driver: RecordingDriver) {
+        guard let invite = driver.pendingInvite, case .initialInvite = invite.purpose else { return }
+        performRecordingClient(invite, actions: invite.step(.cancel), response: nil)
+    }
+
+    private func abandonInvite(_ driver: RecordingDriver) {
+        guard let invite = driver.pendingInvite else { return }
+        invite.isAbandoned = true
+        cancelTimers(&invite.timers)
+        driver.pendingInvite = nil
+        // Kept for a late 2xx, which is ACKed and BYEd; forgotten after Timer B's length.
+        invite.timers.append(schedule(.recordingAbandoned(invite), afterMilliseconds: 64 * context.timerSettings.t1Milliseconds))
+    }
+
+    /// Builds and sends a request inside the session's current leg, with its client transaction.
+    private func startTransaction(
+        _ driver: RecordingDriver, purpose: RecordingTransaction.Purpose, method: String,
+        body: (contentType: String, bytes: [UInt8])?, extra: [UInt8]
+    ) {
+        guard let leg = driver.leg, let hop = leg.hop else { return }
+        let id = nextTransactionID()
+        let interface = context.interfaces.all[hop.interfaceIndex]
+        var output: [UInt8] = []
+        output.reserveCapacity(1024 + (body?.bytes.count ?? 0))
+        let requestURI = purpose == .bye || purpose == .reInvite ? leg.remoteTarget : driver.instance.srs[leg.srsIndex].uri
+        output.append(text: "\(method) \(requestURI) SIP/2.0\r\n")
+        output.append(contentsOf: interface.viaPrefix)
+        BranchFormat.append(loopHash: 0, transactionID: id, to: &output)
+        output.append(ascii: ";rport\r\n")
+        output.append(ascii: "Max-Forwards: 70\r\n")
+        appendDialogHeaders(leg, driver: driver, method: method, cseq: leg.cseq, to: &output)
+        for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
+        if method == "INVITE" {
+            output.append(text: "Contact: <sip:\(interface.uriHostPort)\(interface.transport == .tcp ? ";transport=tcp" : "")>;+sip.src\r\n")
+            output.append(ascii: "Require: siprec\r\n")
+            output.append(ascii: "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
+        }
+        output.append(ascii: "User-Agent: siprec-edge\r\n")
+        output.append(contentsOf: extra)
+        if let body {
+            output.append(text: "Content-Type: \(body.contentType)\r\n")
+            output.append(text: "Content-Length: \(body.bytes.count)\r\n\r\n")
+            output.append(contentsOf: body.bytes)
+        } else {
+            output.append(ascii: "Content-Length: 0\r\n\r\n")
+        }
+        let reliable = hop.transport.isReliable
+        let client: ProxyTransaction.ClientSide =
+            method == "INVITE"
+            ? .invite(ClientInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
+            : .nonInvite(ClientNonInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
+        let transaction = RecordingTransaction(id: id, purpose: purpose, bytes: output, hop: hop, client: client, driver: driver)
+        recordingTransactions[id] = transaction
+        if method == "INVITE" { driver.pendingInvite = transaction }
+        performRecordingClient(transaction, actions: transaction.step(.start), response: nil)
+    }
+
+    private func appendDialogHeaders(_ leg: RecordingDriver.Leg, driver: RecordingDriver, method: String, cseq: UInt32, to output: inout [UInt8]) {
+        let srs = driver.instance.srs[leg.srsIndex]
+        let from = driver.instance.fromURI ?? srs.uri
+        let to = driver.instance.toURI ?? srs.uri
+        output.append(text: "From: \(Self.nameAddr(from));tag=\(leg.localTag)\r\n")
+        output.append(text: "To: \(Self.nameAddr(to))\(leg.remoteTag.map { ";tag=\($0)" } ?? "")\r\n")
+        output.append(text: "Call-ID: \(leg.callID)\r\n")
+        output.append(text: "CSeq: \(cseq) \(method)\r\n")
+    }
+
+    static func nameAddr(_ uri: String) -> String { uri.hasPrefix("<") || uri.contains("<") ? uri : "<\(uri)>" }
+
+    /// A Call-ID that this worker owns (the Call-ID hash picks the worker for every message), so
+    /// the SRS's responses and requests come back to the loop that holds the session.
+    private func makeOwnedCallID() -> String {
+        while true {
+            var bytes: [UInt8] = []
+            bytes.append(hex: context.tagSeed &+ nextTransactionID() &* 0x9E37_79B9_7F4A_7C15, digits: 16)
+            bytes.append(ascii: "-rs@siprec-edge")
+            if context.ownerIndex(ofCallID: bytes) == index { return String(decoding: bytes, as: UTF8.self) }
+        }
+    }
+
+    private func outgoingInterface(for transport: Transport, address: SocketAddress) -> LocalInterface {
+        context.interfaces.outgoing(for: transport, family: address)
+    }
+
+    // MARK: Client transactions toward the SRS
+
+    func performRecordingClient(_ transaction: RecordingTransaction, actions: TransactionActions, response: Inbound?) {
+        if let message = actions.message {
+            switch message {
+            case .request, .requestRetransmission:
+                send(transaction.bytes, to: transaction.hop)
+            case .ack:
+                if let response, let invite = try? SIPMessage(parsing: transaction.bytes), let ack = invite.makeACK(for: response.message) {
+                    send(ack, to: transaction.hop)
+                }
+            case .cancel:
+                if let invite = try? SIPMessage(parsing: transaction.bytes), let cancel = invite.makeCANCEL() {
+                    let id = nextTransactionID()
+                    let cancelTransaction = RecordingTransaction(
+                        id: id, purpose: .cancel, bytes: cancel, hop: transaction.hop,
+                        client: .nonInvite(ClientNonInviteTransaction(reliableTransport: transaction.hop.transport.isReliable, settings: context.timerSettings)),
+                        driver: transaction.driver)
+                    // The CANCEL's branch is the INVITE's (§9.1): its responses find the INVITE.
+                    transaction.cancel = cancelTransaction
+                    performRecordingClient(cancelTransaction, actions: cancelTransaction.step(.start), response: nil)
+                }
+            case .response, .responseRetransmission:
+                break
+            }
+        }
+        if let delivery = actions.delivery, case .response(let statusCode, _) = delivery, let response {
+            recordingResponse(response, statusCode: statusCode, to: transaction)
+        }
+        if let failure = actions.failure, !transaction.isAbandoned {
+            let driver = transaction.driver
+            switch transaction.purpose {
+            case .initialInvite(let attempt):
+                let reason: AttemptFailure = failure == .transportError ? .transportError : .timeout
+                perform(driver, driver.machine.inviteFailed(attempt: attempt, reason: reason))
+            case .reInvite:
+                perform(driver, driver.machine.reInviteCompleted(statusCode: failure == .transportError ? 503 : 408))
+            case .bye, .cancel:
+                break
+            }
+        }
+        for start in actions.timers {
+            transaction.timers.append(schedule(.recordingClient(transaction, start.timer), afterMilliseconds: start.milliseconds))
+        }
+        if actions.isTerminated { recordingTransactionTerminated(transaction) }
+    }
+
+    private func recordingTransactionTerminated(_ transaction: RecordingTransaction) {
+        transaction.isTerminated = true
+        cancelTimers(&transaction.timers)
+        if recordingTransactions[transaction.id] === transaction { recordingTransactions.removeValue(forKey: transaction.id) }
+        if transaction.driver.pendingInvite === transaction { transaction.driver.pendingInvite = nil }
+    }
+
+    func recordingAbandonmentEnded(_ transaction: RecordingTransaction) {
+        recordingTransactionTerminated(transaction)
+    }
+
+    func recordingClientTimerFired(_ transaction: RecordingTransaction, _ timer: TransactionTimer) {
+        guard !transaction.isTerminated else { return }
+        performRecordingClient(transaction, actions: transaction.step(.timer(timer)), response: nil)
+    }
+
+    /// A response from an SRS, matched by our branch.
+    func handleRecordingResponse(_ inbound: Inbound, transaction: RecordingTransaction) {
+        let cseqMethod = inbound.headers.cseq.method
+        if cseqMethod == .cancel {
+            if let cancel = transaction.cancel, !cancel.isTerminated {
+                performRecordingClient(cancel, actions: cancel.step(.response(statusCode: inbound.message.statusCode)), response: inbound)
+            }
+            return
+        }
+        if transaction.isAbandoned {
+            let code = inbound.message.statusCode
+            if code >= 200, code < 300 { acknowledgeAndHangUp(inbound, transaction: transaction) }
+            return
+        }
+        performRecordingClient(transaction, actions: transaction.step(.response(statusCode: inbound.message.statusCode)), response: inbound)
+    }
+
+    private func recordingResponse(_ inbound: Inbound, statusCode: Int, to transaction: RecordingTransaction) {
+        let driver = transaction.driver
+        let response = inbound.message
+        let isSuccess = statusCode >= 200 && statusCode < 300
+        if isSuccess, transaction.method == .invite {
+            // Every 2xx to an INVITE is ACKed by the UAC core (§13.2.2.4), whatever the session does with it.
+            guard driver.leg?.callID == response.text(inbound.headers.callID) else {
+                acknowledgeAndHangUp(inbound, transaction: transaction)
+                return
+            }
+            learnDialog(from: response, headers: inbound.headers, driver: driver)
+            sendACK(driver, transaction: transaction)
+            driver.answerSDP = MultipartBody.sdp(
+                of: Array(response.text(response.bodyRange).utf8), contentType: response.headerValue(.contentType)
+            ).map { String(decoding: $0, as: UTF8.self) }
+        }
+        switch transaction.purpose {
+        case .initialInvite(let attempt):
+            if statusCode < 200 {
+                perform(driver, driver.machine.inviteProvisional(attempt: attempt))
+            } else if isSuccess {
+                perform(driver, driver.machine.inviteAccepted(attempt: attempt))
+            } else {
+                perform(driver, driver.machine.inviteFailed(attempt: attempt, reason: .status(statusCode)))
+            }
+        case .reInvite:
+            if statusCode >= 200 { perform(driver, driver.machine.reInviteCompleted(statusCode: statusCode)) }
+        case .bye, .cancel:
+            break
+        }
+    }
+
+    /// The SRS's tag, Contact and Record-Route from its 2xx (§12.1.2).
+    private func learnDialog(from response: SIPMessage, headers: RoutingHeaders, driver: RecordingDriver) {
+        guard driver.leg?.remoteTag == nil else { return }
+        driver.leg?.remoteTag = headers.toTag.map { response.text($0) }
+        if let contact = response.firstHeader(.contact), let address = response.nameAddress(contact.valueRange) {
+            var uri = response.text(address.uriRange)
+            if uri.hasPrefix("<") { uri.removeFirst() }
+            if uri.hasSuffix(">") { uri.removeLast() }
+            driver.leg?.remoteTarget = uri
+        }
+        var routes: [String] = []
+        response.forEachValue(.recordRoute) { element in
+            routes.append(response.text(element))
+            return true
+        }
+        driver.leg?.routeSet = routes.reversed()
+        // In-dialog requests go to the first route, else to the remote target (§12.2.1.1).
+        let next = driver.leg?.routeSet.first ?? driver.leg?.remoteTarget ?? ""
+        if let target = try? SRSTarget(parsing: Self.bareURI(next)), let hop = driver.leg?.hop {
+            let nextHop = NextHopTarget(srs: target)
+            if let address = numericAddress(nextHop) {
+                driver.leg?.hop = Hop(transport: nextHop.transport, address: address, interfaceIndex: hop.interfaceIndex, connection: nil)
+            }
+        }
+    }
+
+    /// A URI without its angle brackets and header parameters (`<sip:a;lr>;x=y` → `sip:a;lr`).
+    static func bareURI(_ text: String) -> String {
+        guard let open = text.firstIndex(of: "<"), let close = text.firstIndex(of: ">"), open < close else { return text }
+        return String(text[text.index(after: open)..<close])
+    }
+
+    /// The ACK of a 2xx: a new request within the dialog, with the INVITE's CSeq number (§13.2.2.4).
+    private func sendACK(_ driver: RecordingDriver, transaction: RecordingTransaction) {
+        guard let leg = driver.leg, let hop = leg.hop else { return }
+        if transaction.ackBytes == nil {
+            let interface = context.interfaces.all[hop.interfaceIndex]
+            var output: [UInt8] = []
+            output.append(text: "ACK \(leg.remoteTarget) SIP/2.0\r\n")
+            output.append(contentsOf: interface.viaPrefix)
+            BranchFormat.append(loopHash: 0, transactionID: nextTransactionID(), to: &output)
+            output.append(ascii: ";rport\r\n")
+            output.append(ascii: "Max-Forwards: 70\r\n")
+            appendDialogHeaders(leg, driver: driver, method: "ACK", cseq: leg.cseq, to: &output)
+            for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
+            output.append(ascii: "Content-Length: 0\r\n\r\n")
+            transaction.ackBytes = output
+        }
+        if let ack = transaction.ackBytes { send(ack, to: hop) }
+    }
+
+    /// A 2xx from an attempt the session gave up on: ACK it and end that dialog at once.
+    private func acknowledgeAndHangUp(_ inbound: Inbound, transaction: RecordingTransaction) {
+        guard let invite = try? SIPMessage(parsing: transaction.bytes) else { return }
+        let response = inbound.message
+        // ACK and BYE built from the INVITE with the answer's To tag: a one-off dialog.
+        let toTag = inbound.headers.toTag.map { response.text($0) } ?? ""
+        let callID = invite.headerValue(.callID) ?? ""
+        let from = invite.headerValue(.from) ?? ""
+        let to = (invite.headerValue(.to) ?? "") + ";tag=\(toTag)"
+        let number = invite.cseq?.number ?? 1
+        let interface = context.interfaces.all[transaction.hop.interfaceIndex]
+        for (method, cseq) in [("ACK", number), ("BYE", number + 1)] {
+            var output: [UInt8] = []
+            output.append(text: "\(method) \(invite.requestURI.map { invite.text($0.range) } ?? "") SIP/2.0\r\n")
+            output.append(contentsOf: interface.viaPrefix)
+            BranchFormat.append(loopHash: 0, transactionID: nextTransactionID(), to: &output)
+            output.append(ascii: ";rport\r\nMax-Forwards: 70\r\n")
+            output.append(text: "From: \(from)\r\nTo: \(to)\r\nCall-ID: \(callID)\r\nCSeq: \(cseq) \(method)\r\nContent-Length: 0\r\n\r\n")
+            send(output, to: transaction.hop)
+        }
+    }
+
+    // MARK: Requests from the SRS
+
+    /// The recording session a request from an SRS belongs to, by its Call-ID.
+    func recordingSession(for inbound: Inbound) -> RecordingDriver? {
+        guard !recordingsByCallID.isEmpty else { return nil }
+        return recordingsByCallID[inbound.message.text(inbound.headers.callID)]
+    }
+
+    /// Answers a request inside a recording session (RFC 7866 §8): BYE ends the recording (200,
+    /// the fork stops; OpenSIPS answers 405 and forks on); a re-INVITE or UPDATE gets a 200 with our
+    /// offer, and its SDP goes to the media engine; OPTIONS and INFO get 200.
+    func handleRecordingRequest(_ inbound: Inbound, driver: RecordingDriver) {
+        let request = inbound.message
+        let localTag = driver.leg?.localTag
+        switch request.method {
+        case .ack:
+            if let sdp = Self.sdpBody(of: request) {
+                driver.answerSDP = String(decoding: sdp, as: UTF8.self)
+                answerMedia(driver)
+            }
+        case .bye:
+            send(request.makeResponse(statusCode: 200, reasonPhrase: "OK", toTag: localTag), to: inbound.replyHop)
+            perform(driver, driver.machine.recorderHungUp())
+        case .invite, .update:
+            if driver.machine.isFinished {
+                send(request.makeResponse(statusCode: 481, reasonPhrase: "Call/Transaction Does Not Exist", toTag: localTag), to: inbound.replyHop)
+                return
+            }
+            if let sdp = MultipartBody.sdp(of: Array(request.text(request.bodyRange).utf8), contentType: request.headerValue(.contentType)) {
+                driver.answerSDP = String(decoding: sdp, as: UTF8.self)
+                answerMedia(driver)
+            }
+            var extra: [UInt8] = []
+            if let interface = driver.leg?.hop.map({ context.interfaces.all[$0.interfaceIndex] }) {
+                extra.append(text: "Contact: <sip:\(interface.uriHostPort)\(interface.transport == .tcp ? ";transport=tcp" : "")>;+sip.src\r\n")
+            }
+            extra.append(ascii: "Require: siprec\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
+            let body = driver.offerSDP.map { Array($0.utf8) } ?? []
+            if !body.isEmpty { extra.append(ascii: "Content-Type: application/sdp\r\n") }
+            send(request.makeResponse(statusCode: 200, reasonPhrase: "OK", toTag: localTag, extraHeaders: extra, body: body), to: inbound.replyHop)
+        case .options, .info:
+            send(request.makeResponse(statusCode: 200, reasonPhrase: "OK", toTag: localTag), to: inbound.replyHop)
+        case .cancel:
+            send(request.makeResponse(statusCode: 200, reasonPhrase: "OK", toTag: localTag), to: inbound.replyHop)
+        default:
+            send(
+                request.makeResponse(
+                    statusCode: 405, reasonPhrase: "Method Not Allowed", toTag: localTag,
+                    extraHeaders: Array("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n".utf8)),
+                to: inbound.replyHop)
+        }
+    }
+}
+
+extension NextHopTarget {
+    init(srs: SRSTarget) {
+        host = srs.host.hasPrefix("[") ? String(srs.host.dropFirst().dropLast()) : srs.host
+        port = srs.port
+        transport = srs.transport == .tcp ? .tcp : .udp
+        address = try? SocketAddress(ipAddress: host, port: port ?? 5060)
+    }
+}
+
+extension LocalInterface {
+    /// `host:port` as our URIs name this interface (IPv6 in brackets).
+    var uriHostPort: String {
+        ipText.contains(":") ? "[\(ipText)]:\(address.port)" : "\(ipText):\(address.port)"
+    }
+}
+
