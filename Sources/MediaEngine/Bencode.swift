@@ -1,0 +1,284 @@
+/// A bencode value, the encoding of rtpengine's NG protocol: integers (`i42e`), byte strings
+/// (`4:spam`), lists (`l…e`) and dictionaries with string keys (`d…e`).
+///
+/// Dictionaries are encoded with their keys in byte order, as the bencode specification asks;
+/// the decoder accepts any key order (rtpengine does not sort its replies).
+public enum Bencode: Sendable, Hashable {
+    case integer(Int)
+    case bytes([UInt8])
+    case list([Bencode])
+    case dictionary([String: Bencode])
+
+    /// The deepest nesting of lists and dictionaries the decoder accepts; a top-level list is at
+    /// depth 1.
+    public static let maximumDepth = 32
+
+    /// A byte string holding `text` as UTF-8.
+    public static func string(_ text: String) -> Bencode { .bytes(Array(text.utf8)) }
+
+    // MARK: - Accessors
+
+    /// The byte string as UTF-8 text; nil for other values or invalid UTF-8.
+    public var string: String? {
+        guard case .bytes(let bytes) = self else { return nil }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    /// The byte string's bytes; nil for other values.
+    public var bytes: [UInt8]? {
+        guard case .bytes(let bytes) = self else { return nil }
+        return bytes
+    }
+
+    /// The integer; nil for other values.
+    public var integer: Int? {
+        guard case .integer(let value) = self else { return nil }
+        return value
+    }
+
+    /// The list's elements; nil for other values.
+    public var list: [Bencode]? {
+        guard case .list(let elements) = self else { return nil }
+        return elements
+    }
+
+    /// The dictionary's entries; nil for other values.
+    public var dictionary: [String: Bencode]? {
+        guard case .dictionary(let entries) = self else { return nil }
+        return entries
+    }
+
+    /// The dictionary entry for `key`; nil when absent or when this is not a dictionary.
+    public subscript(key: String) -> Bencode? {
+        guard case .dictionary(let entries) = self else { return nil }
+        return entries[key]
+    }
+
+    // MARK: - Encoding
+
+    /// The encoded bytes.
+    public func encode() -> [UInt8] {
+        var output: [UInt8] = []
+        encode(into: &output)
+        return output
+    }
+
+    /// Appends the encoded bytes to `output`.
+    public func encode(into output: inout [UInt8]) {
+        switch self {
+        case .integer(let value):
+            output.append(UInt8(ascii: "i"))
+            output.append(contentsOf: String(value).utf8)
+            output.append(UInt8(ascii: "e"))
+        case .bytes(let bytes):
+            Self.appendString(bytes, to: &output)
+        case .list(let elements):
+            output.append(UInt8(ascii: "l"))
+            for element in elements { element.encode(into: &output) }
+            output.append(UInt8(ascii: "e"))
+        case .dictionary(let entries):
+            output.append(UInt8(ascii: "d"))
+            for key in entries.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+                Self.appendString(key.utf8, to: &output)
+                entries[key]!.encode(into: &output)
+            }
+            output.append(UInt8(ascii: "e"))
+        }
+    }
+
+    private static func appendString(_ bytes: some Collection<UInt8>, to output: inout [UInt8]) {
+        output.append(contentsOf: String(bytes.count).utf8)
+        output.append(UInt8(ascii: ":"))
+        output.append(contentsOf: bytes)
+    }
+
+    // MARK: - Decoding
+
+    /// Decodes exactly one value that fills `bytes`.
+    ///
+    /// The decoder is strict: it rejects leading zeros (`i03e`, `03:abc`), `i-0e`, integers outside
+    /// 64 bits, truncated input, string lengths beyond the input, bytes after the value, nesting
+    /// deeper than ``maximumDepth``, and dictionary keys that are not UTF-8 strings or repeat.
+    /// - Throws: ``NGError`` naming the defect and its offset.
+    public static func decode(_ bytes: RawSpan) throws(NGError) -> Bencode {
+        var position = 0
+        let value = try decodeValue(bytes, at: &position, depth: 0)
+        guard position == bytes.byteCount else { throw NGError(code: .trailingBytes, offset: position) }
+        return value
+    }
+
+    /// Decodes exactly one value that fills `bytes`; see ``decode(_:)-(RawSpan)``.
+    public static func decode(_ bytes: [UInt8]) throws(NGError) -> Bencode {
+        try decode(bytes.span.bytes)
+    }
+
+    /// Decodes exactly one value that fills `bytes`; offsets in errors count from the slice's start.
+    public static func decode(_ bytes: ArraySlice<UInt8>) throws(NGError) -> Bencode {
+        try decode(bytes.span.bytes)
+    }
+
+    /// Decodes exactly one value that fills `bytes` (copied once into an array).
+    public static func decode(_ bytes: some Collection<UInt8>) throws(NGError) -> Bencode {
+        try decode(Array(bytes))
+    }
+
+    private static func decodeValue(_ bytes: borrowing RawSpan, at position: inout Int, depth: Int) throws(NGError)
+        -> Bencode
+    {
+        guard position < bytes.byteCount else { throw NGError(code: .truncated, offset: position) }
+        switch bytes.byte(at: position) {
+        case UInt8(ascii: "i"):
+            position += 1
+            return .integer(try decodeInteger(bytes, at: &position))
+        case UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return .bytes(try decodeString(bytes, at: &position))
+        case UInt8(ascii: "l"):
+            guard depth < maximumDepth else { throw NGError(code: .tooDeep, offset: position) }
+            position += 1
+            var elements: [Bencode] = []
+            while try !consumeEnd(bytes, at: &position) {
+                elements.append(try decodeValue(bytes, at: &position, depth: depth + 1))
+            }
+            return .list(elements)
+        case UInt8(ascii: "d"):
+            guard depth < maximumDepth else { throw NGError(code: .tooDeep, offset: position) }
+            position += 1
+            var entries: [String: Bencode] = [:]
+            while try !consumeEnd(bytes, at: &position) {
+                let keyOffset = position
+                guard isDigit(bytes.byte(at: position)) else { throw NGError(code: .invalidKey, offset: keyOffset) }
+                guard let key = String(validating: try decodeString(bytes, at: &position), as: UTF8.self) else {
+                    throw NGError(code: .invalidKey, offset: keyOffset)
+                }
+                let value = try decodeValue(bytes, at: &position, depth: depth + 1)
+                guard entries.updateValue(value, forKey: key) == nil else {
+                    throw NGError(code: .duplicateKey, offset: keyOffset)
+                }
+            }
+            return .dictionary(entries)
+        default:
+            throw NGError(code: .unexpectedByte, offset: position)
+        }
+    }
+
+    /// Consumes the `e` that closes a list or dictionary; false when another element follows.
+    private static func consumeEnd(_ bytes: borrowing RawSpan, at position: inout Int) throws(NGError) -> Bool {
+        guard position < bytes.byteCount else { throw NGError(code: .truncated, offset: position) }
+        guard bytes.byte(at: position) == UInt8(ascii: "e") else { return false }
+        position += 1
+        return true
+    }
+
+    /// Reads `-?digits` followed by `e`; `position` is just after the `i`.
+    private static func decodeInteger(_ bytes: borrowing RawSpan, at position: inout Int) throws(NGError) -> Int {
+        var isNegative = false
+        if position < bytes.byteCount, bytes.byte(at: position) == UInt8(ascii: "-") {
+            isNegative = true
+            position += 1
+        }
+        let digitsStart = position
+        // Accumulated on the negative side so that Int.min fits.
+        let magnitude = try decodeDigits(bytes, at: &position, negated: true)
+        guard position < bytes.byteCount else { throw NGError(code: .truncated, offset: position) }
+        guard bytes.byte(at: position) == UInt8(ascii: "e") else {
+            throw NGError(code: .unexpectedByte, offset: position)
+        }
+        position += 1
+        if isNegative {
+            guard magnitude != 0 else { throw NGError(code: .negativeZero, offset: digitsStart - 1) }
+            return magnitude
+        }
+        guard magnitude != .min else { throw NGError(code: .integerOverflow, offset: digitsStart) }
+        return -magnitude
+    }
+
+    /// Reads `length:bytes`; `position` is at the first digit of the length.
+    private static func decodeString(_ bytes: borrowing RawSpan, at position: inout Int) throws(NGError) -> [UInt8] {
+        let lengthStart = position
+        let length = try decodeDigits(bytes, at: &position, negated: false)
+        guard position < bytes.byteCount else { throw NGError(code: .truncated, offset: position) }
+        guard bytes.byte(at: position) == UInt8(ascii: ":") else {
+            throw NGError(code: .unexpectedByte, offset: position)
+        }
+        position += 1
+        guard length <= bytes.byteCount - position else {
+            throw NGError(code: .lengthBeyondInput, offset: lengthStart)
+        }
+        let content = bytes.copyBytes(position..<(position + length))
+        position += length
+        return content
+    }
+
+    /// Reads one or more decimal digits without a leading zero (a lone `0` is fine). With
+    /// `negated` the result is minus the number, so that the magnitude of Int.min fits.
+    private static func decodeDigits(_ bytes: borrowing RawSpan, at position: inout Int, negated: Bool) throws(NGError)
+        -> Int
+    {
+        let start = position
+        var value = 0
+        while position < bytes.byteCount, isDigit(bytes.byte(at: position)) {
+            let digit = Int(bytes.byte(at: position) - UInt8(ascii: "0"))
+            let (shifted, overflowShift) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflowAdd) =
+                negated ? shifted.subtractingReportingOverflow(digit) : shifted.addingReportingOverflow(digit)
+            guard !overflowShift, !overflowAdd else {
+                throw NGError(code: negated ? .integerOverflow : .lengthBeyondInput, offset: start)
+            }
+            value = next
+            position += 1
+        }
+        guard position > start else {
+            if position == bytes.byteCount { throw NGError(code: .truncated, offset: position) }
+            throw NGError(code: .unexpectedByte, offset: position)
+        }
+        if position - start > 1, bytes.byte(at: start) == UInt8(ascii: "0") {
+            throw NGError(code: .leadingZero, offset: start)
+        }
+        return value
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+}
+
+// MARK: - Literals
+
+extension Bencode: ExpressibleByIntegerLiteral {
+    public init(integerLiteral value: Int) { self = .integer(value) }
+}
+
+extension Bencode: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+}
+
+extension Bencode: ExpressibleByArrayLiteral {
+    public init(arrayLiteral elements: Bencode...) { self = .list(elements) }
+}
+
+extension Bencode: ExpressibleByDictionaryLiteral {
+    /// A dictionary; a repeated key keeps its last value.
+    public init(dictionaryLiteral elements: (String, Bencode)...) {
+        self = .dictionary(Dictionary(elements, uniquingKeysWith: { _, last in last }))
+    }
+}
+
+extension Bencode: CustomStringConvertible {
+    /// A JSON-like rendering for logs and test failures; byte strings that are not UTF-8 show
+    /// their length only.
+    public var description: String {
+        switch self {
+        case .integer(let value):
+            return String(value)
+        case .bytes(let bytes):
+            guard let text = String(validating: bytes, as: UTF8.self) else { return "<\(bytes.count) bytes>" }
+            return "\"" + text.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"")
+                .replacing("\r", with: "\\r").replacing("\n", with: "\\n") + "\""
+        case .list(let elements):
+            return "[" + elements.map(\.description).joined(separator: ", ") + "]"
+        case .dictionary(let entries):
+            let sorted = entries.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            return "{" + sorted.map { "\(Bencode.string($0.key)): \($0.value)" }.joined(separator: ", ") + "}"
+        }
+    }
+}

@@ -1,0 +1,252 @@
+import SIPEdgeIO
+
+extension RTPEngineClient: MediaEngine {
+    /// The `replace` list of offer and answer: the engine rewrites the o= line and the session c=
+    /// line with its own address.
+    static let replacedLines: Bencode = ["origin", "session-connection"]
+
+    public func offer(
+        callID: String, fromTag: String, sdp: String, flags: [String],
+        completion: @escaping (Result<String, MediaEngineError>) -> Void
+    ) {
+        var message: [String: Bencode] = [
+            "command": "offer", "call-id": .string(callID), "from-tag": .string(fromTag), "sdp": .string(sdp),
+            "replace": Self.replacedLines,
+        ]
+        NGOptions.apply(flags, to: &message)
+        send(message, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "offer")) }
+    }
+
+    public func answer(
+        callID: String, fromTag: String, toTag: String, sdp: String, flags: [String],
+        completion: @escaping (Result<String, MediaEngineError>) -> Void
+    ) {
+        var message: [String: Bencode] = [
+            "command": "answer", "call-id": .string(callID), "from-tag": .string(fromTag), "to-tag": .string(toTag),
+            "sdp": .string(sdp), "replace": Self.replacedLines,
+        ]
+        NGOptions.apply(flags, to: &message)
+        send(message, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "answer")) }
+    }
+
+    /// Deletes the whole call (`delete delay` 0) and forgets its engine, whatever the outcome.
+    public func delete(callID: String, completion: @escaping (Result<Void, MediaEngineError>) -> Void) {
+        let message: [String: Bencode] = ["command": "delete", "call-id": .string(callID), "delete delay": 0]
+        send(message, route: .callIfPinned(callID)) { [self] result in
+            unpin(callID)
+            completion(result.map { _ in () })
+        }
+    }
+
+    public func subscribeRequest(
+        callID: String, subscriptionTag: String, flags: [String], mediaAddress: String?,
+        completion: @escaping (Result<Subscription, MediaEngineError>) -> Void
+    ) {
+        var message: [String: Bencode] = [
+            "command": "subscribe request", "call-id": .string(callID), "to-tag": .string(subscriptionTag),
+        ]
+        if let mediaAddress { message["media address"] = .string(mediaAddress) }
+        NGOptions.apply(flags, base: ["all", "siprec"], to: &message)
+        send(message, route: .call(callID)) { [self] result in
+            completion(
+                result.flatMap { reply in
+                    SubscriptionReply.parse(reply.message, requestedTag: subscriptionTag).mapError {
+                        malformedReply("subscribe request", engine: reply.engine, $0.reason)
+                    }
+                })
+        }
+    }
+
+    public func subscribeAnswer(
+        callID: String, subscriptionTag: String, sdp: String, flags: [String],
+        completion: @escaping (Result<Void, MediaEngineError>) -> Void
+    ) {
+        var message: [String: Bencode] = [
+            "command": "subscribe answer", "call-id": .string(callID), "to-tag": .string(subscriptionTag),
+            "sdp": .string(sdp),
+        ]
+        NGOptions.apply(flags, base: ["allow transcoding"], to: &message)
+        send(message, route: .call(callID)) { completion($0.map { _ in () }) }
+    }
+
+    public func unsubscribe(
+        callID: String, subscriptionTag: String, completion: @escaping (Result<Void, MediaEngineError>) -> Void
+    ) {
+        let message: [String: Bencode] = [
+            "command": "unsubscribe", "call-id": .string(callID), "to-tag": .string(subscriptionTag),
+        ]
+        send(message, route: .call(callID)) { completion($0.map { _ in () }) }
+    }
+
+    /// Pings every engine; succeeds as soon as one answers "pong", fails with the last error when
+    /// none does.
+    public func ping(completion: @escaping (Result<Void, MediaEngineError>) -> Void) {
+        var outstanding = engineAddresses.count
+        var isDone = false
+        for index in engineAddresses.indices {
+            ping(engine: index) { result in
+                outstanding -= 1
+                guard !isDone else { return }
+                if case .success = result {
+                    isDone = true
+                    completion(.success(()))
+                } else if outstanding == 0 {
+                    isDone = true
+                    completion(result)
+                }
+            }
+        }
+    }
+
+    /// Pings one engine (by index into ``engineAddresses``); succeeds when it answers "pong".
+    public func ping(engine: Int, completion: @escaping (Result<Void, MediaEngineError>) -> Void) {
+        send(["command": "ping"], route: .engine(engine)) { [self] result in
+            completion(
+                result.flatMap { reply in
+                    reply.message["result"]?.string == "pong"
+                        ? .success(()) : .failure(malformedReply("ping", engine: reply.engine, "result is not pong"))
+                })
+        }
+    }
+
+    /// The call-ids one engine knows (NG `list`), at most `limit` of them.
+    public func list(
+        limit: Int = 32, engine: Int = 0, completion: @escaping (Result<[String], MediaEngineError>) -> Void
+    ) {
+        send(["command": "list", "limit": .integer(limit)], route: .engine(engine)) { [self] result in
+            completion(
+                result.flatMap { reply in
+                    guard let calls = reply.message["calls"]?.list?.compactMap(\.string) else {
+                        return .failure(malformedReply("list", engine: reply.engine, "no calls list in the reply"))
+                    }
+                    return .success(calls)
+                })
+        }
+    }
+
+    /// The engine's whole `query` reply for a call (tags, streams, packet counters), from the
+    /// call's engine, or the next engine when the call is not pinned (nothing is pinned).
+    public func query(callID: String, completion: @escaping (Result<Bencode, MediaEngineError>) -> Void) {
+        send(["command": "query", "call-id": .string(callID)], route: .callIfPinned(callID)) {
+            completion($0.map(\.message))
+        }
+    }
+
+    /// The reply's `sdp`, or a malformed-reply error.
+    private func sdpOfReply(_ result: Result<Reply, MediaEngineError>, command: String)
+        -> Result<String, MediaEngineError>
+    {
+        result.flatMap { reply in
+            guard let sdp = reply.message["sdp"]?.string else {
+                return .failure(malformedReply(command, engine: reply.engine, "no sdp in the reply"))
+            }
+            return .success(sdp)
+        }
+    }
+}
+
+/// How the `flags` of a media-engine command become entries of the NG dictionary.
+enum NGOptions {
+    /// Adds `flags` to `message`: plain flags join `base` in the `flags` list (each once, in order);
+    /// `key=value` entries set `message[key]` to the string value. A key the command set to a list
+    /// (such as `replace`) gets the value appended; a key set by an earlier flag becomes a list of
+    /// both; a key the command set to a single value is overridden.
+    static func apply(_ flags: [String], base: [String] = [], to message: inout [String: Bencode]) {
+        var plain = base
+        var keysFromFlags: Set<String> = []
+        for flag in flags {
+            guard let equals = flag.firstIndex(of: "="), equals != flag.startIndex else {
+                if !plain.contains(flag) { plain.append(flag) }
+                continue
+            }
+            let key = String(flag[..<equals])
+            let value = Bencode.string(String(flag[flag.index(after: equals)...]))
+            switch message[key] {
+            case .list(let values)?:
+                message[key] = .list(values + [value])
+            case let existing? where keysFromFlags.contains(key):
+                message[key] = .list([existing, value])
+            default:
+                message[key] = value
+            }
+            keysFromFlags.insert(key)
+        }
+        if !plain.isEmpty { message["flags"] = .list(plain.map(Bencode.string)) }
+    }
+}
+
+/// Reads a `subscribe request` reply into a ``Subscription``.
+enum SubscriptionReply {
+    struct Failure: Error {
+        let reason: String
+    }
+
+    /// The reply's SDP and tag, with its streams ordered as the SDP's m= lines.
+    ///
+    /// Each m= line's `a=label` is looked up in `media-labels`, then in `tag-medias`. When the SDP
+    /// has no labels at all, `tag-medias` in reply order is used if it has one media per m= line,
+    /// and otherwise the streams are empty.
+    static func parse(_ reply: Bencode, requestedTag: String) -> Result<Subscription, Failure> {
+        guard let sdp = reply["sdp"]?.string else { return .failure(Failure(reason: "no sdp in the reply")) }
+        let tag = reply["to-tag"]?.string ?? requestedTag
+
+        var byLabel: [String: MediaStreamLabel] = [:]
+        var inReplyOrder: [MediaStreamLabel] = []
+        for entry in reply["tag-medias"]?.list ?? [] {
+            guard let participant = entry["tag"]?.string else { continue }
+            for media in entry["medias"]?.list ?? [] {
+                guard let label = media["label"]?.string else { continue }
+                let stream = MediaStreamLabel(
+                    label: label, participantTag: participant, index: integer(media["index"]) ?? 0,
+                    mediaType: media["type"]?.string ?? "")
+                inReplyOrder.append(stream)
+                byLabel[label] = stream
+            }
+        }
+        for (label, media) in reply["media-labels"]?.dictionary ?? [:] {
+            guard let participant = media["tag"]?.string else { continue }
+            byLabel[label] = MediaStreamLabel(
+                label: label, participantTag: participant, index: integer(media["index"]) ?? 0,
+                mediaType: media["type"]?.string ?? "")
+        }
+
+        let sections = mediaSections(of: sdp)
+        let labelled = sections.filter { $0.label != nil }
+        if labelled.isEmpty {
+            let streams = inReplyOrder.count == sections.count ? inReplyOrder : []
+            return .success(Subscription(sdp: sdp, subscriptionTag: tag, streams: streams))
+        }
+        guard labelled.count == sections.count else {
+            return .failure(Failure(reason: "only \(labelled.count) of \(sections.count) m= lines have a label"))
+        }
+        var streams: [MediaStreamLabel] = []
+        for (number, section) in sections.enumerated() {
+            guard var stream = byLabel[section.label!] else {
+                let reason = "label \(section.label!) of m= line \(number + 1) is not in media-labels or tag-medias"
+                return .failure(Failure(reason: reason))
+            }
+            if stream.mediaType.isEmpty { stream.mediaType = section.mediaType }
+            streams.append(stream)
+        }
+        return .success(Subscription(sdp: sdp, subscriptionTag: tag, streams: streams))
+    }
+
+    private static func integer(_ value: Bencode?) -> Int? {
+        value?.integer ?? value?.string.flatMap { Int($0) }
+    }
+}
+
+/// The m= sections of an SDP body: each one's media type and `a=label`, in order.
+func mediaSections(of sdp: String) -> [(mediaType: String, label: String?)] {
+    var sections: [(mediaType: String, label: String?)] = []
+    // A CRLF is one Character in Swift, so split on every kind of line break.
+    for line in sdp.split(whereSeparator: \.isNewline) {
+        if line.hasPrefix("m=") {
+            let type = line.dropFirst(2).prefix { $0 != " " }
+            sections.append((String(type), nil))
+        } else if line.hasPrefix("a=label:"), !sections.isEmpty, sections[sections.count - 1].label == nil {
+            sections[sections.count - 1].label = String(line.dropFirst("a=label:".count))
+        }
+    }
+    return sections
+}
