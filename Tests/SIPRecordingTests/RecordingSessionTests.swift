@@ -135,17 +135,17 @@ import Testing
     @Test func callEndSendsFinalMetadataThenBye() {
         var session = activeSession()
         let end = session.callEnded()
-        #expect(end == [.sendReInvite(.finalMetadata), .startTimer(.finalMetadata(generation: 2), milliseconds: 2000)])
+        #expect(end == [.sendReInvite(.finalMetadata), .startTimer(.finalMetadata(generation: 3), milliseconds: 2000)])
         #expect(session.phase == .finishing)
         #expect(session.reInviteCompleted(statusCode: 200) == [.sendBYE, .report(.stopped(.callEnded))])
         #expect(session.phase == .finished(.stopped(.callEnded)))
-        #expect(session.timerFired(.finalMetadata(generation: 2)) == [])
+        #expect(session.timerFired(.finalMetadata(generation: 3)) == [])
     }
 
     @Test func unansweredFinalMetadataStillEndsWithBye() {
         var session = activeSession()
         _ = session.callEnded()
-        #expect(session.timerFired(.finalMetadata(generation: 2)) == [.sendBYE, .report(.stopped(.callEnded))])
+        #expect(session.timerFired(.finalMetadata(generation: 3)) == [.sendBYE, .report(.stopped(.callEnded))])
         #expect(session.reInviteCompleted(statusCode: 408) == [], "the late answer changes nothing")
     }
 
@@ -250,6 +250,6 @@ import Testing
         _ = session.callMediaChanged(onHold: true)
         #expect(session.callEnded() == [])
         let after = session.reInviteCompleted(statusCode: 200)
-        #expect(after == [.sendReInvite(.finalMetadata), .startTimer(.finalMetadata(generation: 2), milliseconds: 2000)])
+        #expect(after == [.sendReInvite(.finalMetadata), .startTimer(.finalMetadata(generation: 3), milliseconds: 2000)])
     }
 }
