@@ -206,6 +206,12 @@ class Bench:
         self._artifacts.append(("RTP counters", counter.summary))
         return counter
 
+    def udp_sink(self, port: int = 0) -> pyua.UdpSink:
+        """A UDP socket that records what arrives and never answers; closed when the test ends."""
+        sink = pyua.UdpSink(port)
+        self._closers.append(sink.close)
+        return sink
+
     def udp_ua(self, port: int = 0) -> pyua.UdpUa:
         """A Python SIP peer (or a silent sink) on a UDP port; closed when the test ends."""
         ua = pyua.UdpUa(port)

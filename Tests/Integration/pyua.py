@@ -237,6 +237,42 @@ class UdpUa:
         self.sock.close()
 
 
+class UdpSink:
+    """A UDP socket that never answers and records, in a thread of its own, what arrives and
+    when (an SRS that does not answer, or one that must hear nothing)."""
+
+    def __init__(self, port: int = 0):
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((LOCALHOST, port))
+        self.port = self.sock.getsockname()[1]
+        self.received: list[tuple[float, SipMessage]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="udp-sink", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.sock], [], [], 0.05)
+            if ready:
+                try:
+                    data, _ = self.sock.recvfrom(65535)
+                except OSError:
+                    continue
+                if data.strip():
+                    self.received.append((time.time(), sipmsg.parse(data)))
+
+    def messages(self, settle: float = 0.0) -> list[SipMessage]:
+        """What arrived so far, after waiting `settle` seconds for stragglers."""
+        time.sleep(settle)
+        return [message for _, message in list(self.received)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
 def _uri_of(value: str) -> tuple[str | None, str]:
     start, end = value.find("<"), value.find(">")
     if start >= 0 and end > start:
