@@ -272,6 +272,21 @@ def test_srs_bye_scenario(bench):
     bench.finish_calls(srs)
 
 
+def test_srs_bye_scenario_fails_on_a_request_after_its_bye(bench):
+    """The linger after the SRS's BYE is a check: a BYE from the SRC for the session the SRS
+    already ended fails the scenario (what the recording test relies on)."""
+    srs = bench.srs("srs_bye.xml", keys=srs_ports(bench), sets={"srs_talk_ms": 200}, linger_ms=2000)
+    src = bench.udp_ua()
+    uri = f"sip:127.0.0.1:{srs.local_port}"
+    invite = src.invite(uri, srs.local_port, SUBSCRIBE_LIKE_SDP, from_uri=uri, to_uri=uri)
+    src.ack(invite, src.wait_response(invite))
+    bye, source = src.wait_request("BYE", timeout=3)
+    src.respond(bye, source, 200, "OK")
+    time.sleep(0.2)
+    src.request_in_dialog("BYE")
+    assert srs.finish() != 0, "srs_bye.xml accepted a BYE after its own"
+
+
 def test_srs_reinvite_scenario(bench):
     """The SRS re-INVITEs without a body (our 200 carries the offer, its ACK the answer), then
     sends OPTIONS and INFO, then accepts our BYE."""
