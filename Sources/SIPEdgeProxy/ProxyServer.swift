@@ -74,7 +74,7 @@ public final class ProxyServer: @unchecked Sendable {
         for worker in workers {
             do {
                 worker.mediaEngine = try RTPEngineClient(
-                    loop: worker.loop, configuration: RTPEngineClient.Configuration(engines: engines), logger: logger)
+                    loop: worker.loop, configuration: RTPEngineClient.Configuration(engines: engines, timeoutMilliseconds: 250), logger: logger)
             } catch {
                 throw SIPIOError(code: .system, operation: "open the media engine control socket", reason: "\(error)")
             }
