@@ -5,6 +5,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +29,7 @@ struct csip_io_udp {
     struct event *write_event; /* armed while sendmmsg would block */
     struct event *flush_event; /* flushes datagrams queued outside a receive batch */
     csip_io_udp_batch_cb on_batch;
+    csip_io_udp_error_cb on_error;
     void *ctx;
     struct sockaddr_storage local;
     socklen_t local_length;
@@ -119,9 +122,40 @@ static int receive_batch(csip_io_udp *udp) {
     return received;
 }
 
+/* ICMP errors queued by IP_RECVERR/IPV6_RECVERR: each names the destination of the datagram that
+ * failed. Drained on every readiness event; the queue also makes epoll report the socket. */
+static void drain_errors(csip_io_udp *udp) {
+    for (int round = 0; round < 64 && !udp->closed; round++) {
+        struct sockaddr_storage destination;
+        char control[512];
+        uint8_t ignored[64];
+        struct iovec vector = {ignored, sizeof(ignored)};
+        struct msghdr header = {
+            .msg_name = &destination,
+            .msg_namelen = sizeof(destination),
+            .msg_iov = &vector,
+            .msg_iovlen = 1,
+            .msg_control = control,
+            .msg_controllen = sizeof(control),
+        };
+        if (recvmsg(udp->fd, &header, MSG_ERRQUEUE | MSG_DONTWAIT) < 0)
+            return;
+        for (struct cmsghdr *message = CMSG_FIRSTHDR(&header); message != NULL; message = CMSG_NXTHDR(&header, message)) {
+            int is_error = (message->cmsg_level == SOL_IP && message->cmsg_type == IP_RECVERR) ||
+                           (message->cmsg_level == SOL_IPV6 && message->cmsg_type == IPV6_RECVERR);
+            if (!is_error)
+                continue;
+            const struct sock_extended_err *error = (const struct sock_extended_err *)CMSG_DATA(message);
+            if ((error->ee_origin == SO_EE_ORIGIN_ICMP || error->ee_origin == SO_EE_ORIGIN_ICMP6) && udp->on_error != NULL)
+                udp->on_error(udp->ctx, (const struct sockaddr *)&destination, header.msg_namelen, (int)error->ee_errno);
+        }
+    }
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
     csip_io_udp *udp = arg;
     udp->dispatching = 1;
+    drain_errors(udp);
     for (int round = 0; round < RECEIVE_ROUNDS && !udp->closed; round++) {
         int received = receive_batch(udp);
         if (!udp->closed)
@@ -158,6 +192,12 @@ int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen
         destroy(udp);
         return error;
     }
+    /* ICMP errors for unconnected sockets are only reported through the error queue. */
+    int on = 1;
+    if (address->sa_family == AF_INET6)
+        setsockopt(fd, SOL_IPV6, IPV6_RECVERR, &on, sizeof(on));
+    else
+        setsockopt(fd, SOL_IP, IP_RECVERR, &on, sizeof(on));
     udp->receive_slab = malloc(slot_size * CSIP_IO_UDP_BATCH);
     udp->send_slab = malloc(SEND_SLAB_BYTES);
     udp->read_event = event_new(loop->base, fd, EV_READ | EV_PERSIST, read_cb, udp);
@@ -183,8 +223,9 @@ int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen
     return 0;
 }
 
-int csip_io_udp_start(csip_io_udp *udp, csip_io_udp_batch_cb on_batch, void *ctx) {
+int csip_io_udp_start(csip_io_udp *udp, csip_io_udp_batch_cb on_batch, csip_io_udp_error_cb on_error, void *ctx) {
     udp->on_batch = on_batch;
+    udp->on_error = on_error;
     udp->ctx = ctx;
     return event_add(udp->read_event, NULL) == 0 ? 0 : CSIP_IO_ERR_LIBEVENT;
 }

@@ -8,6 +8,9 @@ public final class UDPSocket {
     let onMessage: (borrowing ReceivedMessage) -> Void
     /// The bound address (with the kernel's port when port 0 was asked for).
     public let localAddress: SocketAddress
+    /// Called on the loop's thread when an ICMP error (port or host unreachable ...) comes back for a
+    /// datagram sent to an address, with the errno value (RFC 3261 §18.4: a transport error).
+    public var onUnreachable: ((SocketAddress, Int32) -> Void)?
     /// Set by `close()`; the rest of a batch being delivered is then dropped.
     public internal(set) var isClosed = false
 

@@ -129,6 +129,7 @@ enum Counter: Int, CaseIterable, Sendable {
     case mediaSessionsOpened
     case mediaSessionsClosed
     case mediaEngineFailures
+    case destinationsUnreachable
 
     var name: String {
         var name = ""

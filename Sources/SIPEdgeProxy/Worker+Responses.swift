@@ -178,6 +178,37 @@ extension Worker {
         }
     }
 
+    /// An ICMP error came back for a datagram sent to `address`: every client transaction waiting
+    /// on that UDP next hop fails with a transport error (§18.4), so the best response or the next
+    /// SRS follows at once instead of after Timer B.
+    ///
+    /// The kernel hands the ICMP error to whichever socket of the SO_REUSEPORT group its addresses
+    /// hash to, not necessarily the sender's, so every worker is told.
+    func reportUnreachable(_ address: SocketAddress) {
+        counters[.destinationsUnreachable] += 1
+        // Each report walks the transaction tables: a burst for one address is handled once.
+        let now = loop.nowMilliseconds
+        if let (last, at) = lastUnreachable, last == address, now &- at < 100 { return }
+        lastUnreachable = (address, now)
+        for worker in context.workers {
+            if worker === self {
+                unreachable(address)
+            } else {
+                worker.loop.execute { worker.unreachable(address) }
+            }
+        }
+    }
+
+    private func unreachable(_ address: SocketAddress) {        for transaction in clientTransactions.values
+        where transaction.nextHop?.transport == .udp && transaction.nextHop?.address == address && !transaction.isClientTerminated {
+            performClient(transaction, actions: transaction.clientStep(.transportError), response: nil)
+        }
+        for transaction in recordingTransactions.values
+        where transaction.hop.transport == .udp && transaction.hop.address == address && !transaction.isTerminated && !transaction.isAbandoned {
+            performRecordingClient(transaction, actions: transaction.step(.transportError), response: nil)
+        }
+    }
+
     // MARK: Our CANCEL (§9.1)
 
     private func sendCANCEL(_ transaction: ProxyTransaction) {

@@ -55,6 +55,8 @@ final class Worker: @unchecked Sendable {
     var mediaEngine: (any MediaEngine)?
     var recordingTransactions: [UInt64: RecordingTransaction] = [:]
     var recordingsByCallID: [String: RecordingDriver] = [:]
+    /// The last address an ICMP error was handled for, and when.
+    var lastUnreachable: (SocketAddress, UInt64)?
     /// The text of the last peer address seen: peers repeat, and inet_ntop is not free.
     private var lastAddressText: (SocketAddress, String)?
     /// The last numeric next-hop host parsed, see `numericAddress(_:)`.
@@ -84,6 +86,7 @@ final class Worker: @unchecked Sendable {
                 ) { [unowned self] received in
                     self.receive(received, interfaceIndex: interfaceIndex)
                 }
+                udpSockets[interfaceIndex]?.onUnreachable = { [unowned self] address, _ in self.reportUnreachable(address) }
             case .tcp:
                 let interfaceIndex = interface.index
                 listeners.append(

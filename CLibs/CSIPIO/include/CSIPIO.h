@@ -112,11 +112,16 @@ typedef struct csip_io_udp_options {
     size_t max_datagram_size;  /* one slab slot; larger datagrams are dropped and counted */
 } csip_io_udp_options;
 
+/* An ICMP error (port or host unreachable ...) for a datagram this socket sent to `destination`
+ * (RFC 3261 §18.4: a transport error for whatever was sent there). `error` is an errno value. */
+typedef void (*csip_io_udp_error_cb)(void *ctx, const struct sockaddr *destination, socklen_t length, int error);
+
 /* Binds a UDP socket (IPv6 sockets are IPV6_V6ONLY). 0 or negative error. */
 int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
                      const csip_io_udp_options *options, csip_io_udp **out);
-/* Starts receiving into on_batch. 0 or negative error. */
-int csip_io_udp_start(csip_io_udp *udp, csip_io_udp_batch_cb on_batch, void *ctx);
+/* Starts receiving into on_batch; ICMP errors go to on_error (may be NULL: they are then drained
+ * and dropped). 0 or negative error. */
+int csip_io_udp_start(csip_io_udp *udp, csip_io_udp_batch_cb on_batch, csip_io_udp_error_cb on_error, void *ctx);
 /* The bound address (the kernel's port when 0 was asked for). */
 const struct sockaddr *csip_io_udp_local_address(const csip_io_udp *udp, socklen_t *length);
 /* Copies one datagram into the send queue. It leaves in a sendmmsg batch after the current receive

@@ -24,7 +24,7 @@ extension UDPSocket {
 
     /// Unretained: the socket frees its handle in deinit, so no batch can outlive it.
     func startReceiving() throws(SIPIOError) {
-        let result = csip_io_udp_start(handle, receiveBatch, Unmanaged.passUnretained(self).toOpaque())
+        let result = csip_io_udp_start(handle, receiveBatch, receiveError, Unmanaged.passUnretained(self).toOpaque())
         guard result == 0 else {
             throw SIPIOError(csipIOCode: result, operation: "receive UDP \(localAddress)")
         }
@@ -59,4 +59,11 @@ private func receiveBatch(context: UnsafeMutableRawPointer?, batch: UnsafePointe
         let bytes = UnsafeRawBufferPointer(start: datagram.bytes, count: datagram.length)
         socket.deliver(bytes.bytes, from: source)
     }
+}
+
+/// An ICMP error for a datagram this socket sent.
+private func receiveError(context: UnsafeMutableRawPointer?, destination: UnsafePointer<sockaddr>?, length: socklen_t, error: Int32) {
+    let socket = Unmanaged<UDPSocket>.fromOpaque(context!).takeUnretainedValue()
+    guard !socket.isClosed, let destination, let address = SocketAddress(sockaddr: destination) else { return }
+    socket.onUnreachable?(address, error)
 }
