@@ -8,20 +8,23 @@ enum SessionDescription {
         var sessionDirection = "sendrecv"
         var streamDirections: [String] = []
         var inMedia = false
+        var inRejectedStream = false
         var sawZeroConnection = false
         for line in lines(of: sdp) {
             if line.hasPrefix("m=") {
                 inMedia = true
-                streamDirections.append(sessionDirection)
-                if line.split(separator: " ").dropFirst().first == "0" { streamDirections.removeLast() }  // a rejected stream
+                // A rejected stream (port 0) neither holds nor resumes anything.
+                inRejectedStream = line.split(separator: " ").dropFirst().first == "0"
+                if !inRejectedStream { streamDirections.append(sessionDirection) }
                 continue
             }
+            if inRejectedStream { continue }
             if line.hasPrefix("c=") && line.hasSuffix(" 0.0.0.0") { sawZeroConnection = true }
             guard line.hasPrefix("a=") else { continue }
             let attribute = String(line.dropFirst(2))
             guard ["sendrecv", "sendonly", "recvonly", "inactive"].contains(attribute) else { continue }
             if inMedia {
-                if !streamDirections.isEmpty { streamDirections[streamDirections.count - 1] = attribute }
+                streamDirections[streamDirections.count - 1] = attribute
             } else {
                 sessionDirection = attribute
             }
@@ -36,19 +39,18 @@ enum SessionDescription {
     static func inactive(_ sdp: String) -> String {
         var output: [Substring] = []
         var sawMedia = false
-        for line in sdp.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
-            let trimmed = line.hasSuffix("\r") ? line.dropLast() : line
+        for trimmed in lines(of: Array(sdp.utf8)) {
             if trimmed.hasPrefix("m=") {
                 if sawMedia { output.append("a=inactive") }
                 sawMedia = true
             }
             if ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"].contains(trimmed) { continue }
             if trimmed.hasPrefix("o=") {
-                output.append(Substring(raisingVersion(of: trimmed)))
+                output.append(Substring(raisingVersion(of: Substring(trimmed))))
                 continue
             }
             if trimmed.isEmpty { continue }
-            output.append(trimmed)
+            output.append(Substring(trimmed))
         }
         if sawMedia { output.append("a=inactive") }
         return output.joined(separator: "\r\n") + "\r\n"
@@ -61,10 +63,11 @@ enum SessionDescription {
         return fields.joined(separator: " ")
     }
 
-    private static func lines(of sdp: [UInt8]) -> [String] {
-        String(decoding: sdp, as: UTF8.self)
-            .split(whereSeparator: { $0 == "\n" || $0 == "\r" })
-            .map { String($0).trimmingSpaces }
+    /// The lines of an SDP, split on bytes: in Swift's String a CRLF is one Character, so a split
+    /// on "\n" or "\r" Characters would never happen.
+    static func lines(of sdp: [UInt8]) -> [String] {
+        sdp.split(whereSeparator: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") })
+            .map { String(decoding: $0, as: UTF8.self).trimmingSpaces }
     }
 }
 
