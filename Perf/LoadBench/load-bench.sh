@@ -27,9 +27,37 @@ run() {  # NAME [PROXY_CMD]
 	grep '^STEP' "$OUT/$name.log" | tail -1 | sed "s/^STEP/$name/" >>"$OUT/steps.txt" || echo "$name no-result" >>"$OUT/steps.txt"
 }
 
+cpu_ms() {  # sum of se.sum_exec_runtime (ms) over every thread of one PID
+	awk '/se.sum_exec_runtime/ {s += $3} END {printf "%d", s}' /proc/"$1"/task/*/sched 2>/dev/null || echo 0
+}
+
 run kamailio
 run siprec-edge-1w "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 1 --log-level warning"
 run siprec-edge-2w "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 2 --log-level warning"
+
+# Every call recorded: rtpengine (userspace, loopback) anchors and forks the media, a SIPp SRS
+# (Tests/Integration/scenarios/srs_answer.xml) answers the recording sessions. Both are started
+# here by PID, outside the proxy's process tree, so the proxy's CPU is its own; rtpengine's is
+# reported beside it (over the whole run, warm-up included). Same rate as the plain runs.
+RECORD_NG=127.0.0.1:22600
+RECORD_SRS_PORT=5090
+rtpengine --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng=$RECORD_NG --port-min=34000 --port-max=37999 \
+	--foreground --log-stderr --log-level=3 >"$OUT/rtpengine.log" 2>&1 &
+ENGINE_PID=$!
+(cd "$OUT" && exec sipp -sf "$PWD/Tests/Integration/scenarios/srs_answer.xml" -i 127.0.0.1 -p $RECORD_SRS_PORT \
+	-key srs_port_a 39000 -key srs_port_b 39002 -nostdin -buff_size 4194304 -max_socket 4096 \
+	>"$OUT/srs.screen.log" 2>&1) &
+SRS_PID=$!
+trap 'kill $ENGINE_PID $SRS_PID 2>/dev/null; wait $ENGINE_PID $SRS_PID 2>/dev/null' EXIT
+sleep 1
+engine_before=$(cpu_ms $ENGINE_PID)
+run siprec-edge-1w-rec "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 1 --log-level warning \
+--srs sip:srs@127.0.0.1:$RECORD_SRS_PORT --rtpengine udp:$RECORD_NG"
+engine_after=$(cpu_ms $ENGINE_PID)
+engine_calls=$((RATE * (${WARMUP_S:-5} + SECONDS_PER_RUN)))
+awk -v ms=$((engine_after - engine_before)) -v calls=$engine_calls \
+	'BEGIN {printf "rtpengine beside siprec-edge-1w-rec: %.3f CPU-s per 1000 calls (%d ms over %d calls, warm-up included)\n", ms / calls, ms, calls}' \
+	>"$OUT/engine.txt"
 
 python3 - "$OUT/steps.txt" <<'PY'
 import re, sys
@@ -52,3 +80,5 @@ if kam:
         if name != "kamailio" and "kam_cpu_s/1k" in f:
             print(f"{name}: {float(f['kam_cpu_s/1k']) / kam:.2f} x Kamailio's CPU per call")
 PY
+cat "$OUT/engine.txt" 2>/dev/null || true
+echo "(siprec-edge-1w-rec: every call recorded through rtpengine to a SIPp SRS; its SRS log: $OUT/srs.screen.log)"
