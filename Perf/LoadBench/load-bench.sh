@@ -20,8 +20,10 @@ BINARY=$(cd "$(dirname "$BINARY")" && pwd)/$(basename "$BINARY")
 OUT=$(mktemp -d /tmp/siprec-load-bench.XXXXXX)
 echo "load-bench: results in $OUT (rate $RATE cps, $SECONDS_PER_RUN s per run)"
 
+RUNS=${RUNS:-"kamailio siprec-edge-1w siprec-edge-2w siprec-edge-1w-rec siprec-edge-2w-rec"}  # a subset for quick checks
 run() {  # NAME [PROXY_CMD]
 	local name=$1 cmd=${2:-}
+	case " $RUNS " in *" $name "*) ;; *) return 0 ;; esac
 	RESULTS="$OUT/$name" PROXY_NAME="$name" PROXY_CMD="$cmd" QUIET_WAIT_S=${QUIET_WAIT_S:-20} \
 		"$HARNESS" cpu "$RATE" "$SECONDS_PER_RUN" >"$OUT/$name.log" 2>&1 || true
 	grep '^STEP' "$OUT/$name.log" | tail -1 | sed "s/^STEP/$name/" >>"$OUT/steps.txt" || echo "$name no-result" >>"$OUT/steps.txt"
@@ -44,7 +46,8 @@ RECORD_SRS_PORT=5090
 rtpengine --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng=$RECORD_NG --port-min=34000 --port-max=37999 \
 	--foreground --log-stderr --log-level=3 >"$OUT/rtpengine.log" 2>&1 &
 ENGINE_PID=$!
-(cd "$OUT" && exec sipp -sf "$PWD/Tests/Integration/scenarios/srs_answer.xml" -i 127.0.0.1 -p $RECORD_SRS_PORT \
+SCENARIO="$PWD/Tests/Integration/scenarios/srs_answer.xml"
+(cd "$OUT" && exec sipp -sf "$SCENARIO" -i 127.0.0.1 -p $RECORD_SRS_PORT \
 	-key srs_port_a 39000 -key srs_port_b 39002 -nostdin -buff_size 4194304 -max_socket 4096 \
 	>"$OUT/srs.screen.log" 2>&1) &
 SRS_PID=$!
@@ -54,6 +57,8 @@ engine_before=$(cpu_ms $ENGINE_PID)
 run siprec-edge-1w-rec "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 1 --log-level warning \
 --srs sip:srs@127.0.0.1:$RECORD_SRS_PORT --rtpengine udp:$RECORD_NG"
 engine_after=$(cpu_ms $ENGINE_PID)
+run siprec-edge-2w-rec "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 2 --log-level warning \
+--srs sip:srs@127.0.0.1:$RECORD_SRS_PORT --rtpengine udp:$RECORD_NG"
 engine_calls=$((RATE * (${WARMUP_S:-5} + SECONDS_PER_RUN)))
 awk -v ms=$((engine_after - engine_before)) -v calls=$engine_calls \
 	'BEGIN {printf "rtpengine beside siprec-edge-1w-rec: %.3f CPU-s per 1000 calls (%d ms over %d calls, warm-up included)\n", ms / calls, ms, calls}' \

@@ -10,6 +10,7 @@ calls. The proxy is started as its contract says (--listen, --upstream) plus --s
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -459,3 +460,40 @@ def test_call_not_matching_any_rule_is_not_recorded(rec):
     assert never.sink.messages(settle=0.5) == [], \
         f"the SRS got {[m.start_line for m in never.received()]}"
     assert_cleaned_up(rec, {"started": 0})
+
+
+# ----------------------------------------------------------------------------- media engine down
+
+def test_call_goes_on_unrecorded_when_the_media_engine_does_not_answer(rec):
+    """--rtpengine names an address where nothing answers: the offer times out, the INVITE goes on
+    with the caller's own SDP (a little late), the call completes, no SRS hears of it, and the
+    failure is counted."""
+    never = rec.silent_srs()
+    dead_engine = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dead_engine.bind(("127.0.0.1", 0))
+    dead_engine.setblocking(False)
+    try:
+        args = ["--srs", never.uri, "--rtpengine", f"udp:127.0.0.1:{dead_engine.getsockname()[1]}"]
+        call = rec.call(args)
+        rec.bench.finish_calls(call.uac, call.uas)
+        requests_seen = []
+        while True:
+            try:
+                requests_seen.append(dead_engine.recv(65535))
+            except BlockingIOError:
+                break
+    finally:
+        dead_engine.close()
+
+    caller_sdp = call.caller_invite().body.decode()
+    invite = first(requests(call.uas.received(), "INVITE"), "INVITE at the callee")
+    assert siprec.audio_address(invite.body.decode()) == siprec.audio_address(caller_sdp), \
+        "an unanchored call keeps the caller's own media address"
+    offers = [m for m in requests_seen if b"7:command5:offer" in m]
+    assert len(offers) == 3 and len(set(offers)) == 1, \
+        f"expected the same offer tried three times at the engine, got {requests_seen}"
+    assert never.sink.messages(settle=0.5) == [], "the SRS heard of an unrecorded call"
+    counters = siprec.read_counters(rec.bench.proxy)
+    assert counters["calls_not_recorded"] == 1, counters
+    assert counters["media_engine_failures"] == 1, counters
+    assert counters["started"] == 0 and counters["active"] == 0 and counters["media_sessions"] == 0, counters

@@ -24,7 +24,9 @@ final class RecordingDriver {
         var hop: Hop?
     }
 
-    unowned let call: RecordedCall
+    /// Strong: a session outlives its call's dialog (final metadata, BYE, retransmissions). The
+    /// call lets go of its sessions as each finishes, so there is no lasting cycle.
+    let call: RecordedCall
     let instance: RecordingInstance
     var machine: RecordingSession
     /// The media engine's subscription: our own tag, so ports stay stable across re-subscribes.
@@ -134,7 +136,8 @@ final class RecordingTransaction {
     let bytes: [UInt8]
     let hop: Hop
     var client: ProxyTransaction.ClientSide
-    unowned let driver: RecordingDriver
+    /// Strong: an abandoned INVITE waits for a late 2xx after its session has finished.
+    let driver: RecordingDriver
     var timers: [TimerWheel<TimerPurpose>.ID] = []
     /// Given up (no answer in time, no provisional to CANCEL): only a late 2xx still matters.
     var isAbandoned = false

@@ -31,9 +31,8 @@ extension Worker {
             if isInitial {
                 // Late offer: the offer would come in the 2xx and the answer in the ACK, which the
                 // proxy relays statelessly; such calls are not recorded (yet).
-                counters[.callsNotRecorded] += 1
                 logger.info("call not recorded: the INVITE has no SDP offer", metadata: ["sip.callID": "\(call.callID)"])
-                transaction.dialog?.recording = nil
+                dropRecording(call, of: transaction)
             }
             return false
         }
@@ -54,15 +53,20 @@ extension Worker {
                     "media engine refused the offer; the call goes on unrecorded",
                     metadata: ["sip.callID": "\(call.callID)", "error": "\(error)"])
                 transaction.mediaOffer = nil
-                if !call.isAnchored {
-                    self.counters[.callsNotRecorded] += 1
-                    call.sessions.removeAll()
-                    transaction.dialog?.recording = nil
-                }
+                if !call.isAnchored { self.dropRecording(call, of: transaction) }
             }
             proceed()
         }
         return true
+    }
+
+    /// The call will not be recorded after all: its sessions close before they started.
+    private func dropRecording(_ call: RecordedCall, of transaction: ProxyTransaction) {
+        counters[.callsNotRecorded] += 1
+        counters[.recordingSessionsClosed] += call.sessions.count
+        call.sessions.removeAll()
+        call.isOver = true
+        transaction.dialog?.recording = nil
     }
 
     /// A recorded call for an initial INVITE the rules select, with one recording session per

@@ -163,8 +163,8 @@ extension Worker {
             guard driver.leg?.srsIndex == index, driver.machine.phase == .inviting else { return }
             switch result {
             case .success(let address):
-                let hop = Hop(transport: target.transport, address: address,
-                              interfaceIndex: self.outgoingInterface(for: target.transport, address: address).index, connection: nil)
+                let interface = self.recordingInterface(for: driver.instance, transport: target.transport, address: address)
+                let hop = Hop(transport: target.transport, address: address, interfaceIndex: interface.index, connection: nil)
                 driver.leg?.hop = hop
                 self.startTransaction(driver, purpose: .initialInvite(attempt: index), method: "INVITE", body: body, extra: driver.extraHeaders)
             case .failure(let error):
@@ -275,8 +275,16 @@ extension Worker {
         }
     }
 
-    private func outgoingInterface(for transport: Transport, address: SocketAddress) -> LocalInterface {
-        context.interfaces.outgoing(for: transport, family: address)
+    /// The instance's `socket` when it suits the SRS (same transport and address family), else
+    /// the interface the proxy would use for that destination.
+    private func recordingInterface(for instance: RecordingInstance, transport: Transport, address: SocketAddress) -> LocalInterface {
+        if let socket = instance.socket, let chosen = try? SocketAddress(ipAddress: socket.host, port: socket.port),
+            let interface = context.interfaces.all.first(where: { $0.address == chosen }),
+            interface.transport == transport, interface.address.isIPv6 == address.isIPv6
+        {
+            return interface
+        }
+        return context.interfaces.outgoing(for: transport, family: address)
     }
 
     // MARK: Client transactions toward the SRS
