@@ -71,6 +71,28 @@ def test_bad_configuration_file_exits_2_naming_the_key(bench, tmp_path):
     assert f"{config}: timers.t1_ms: expected a whole number, got 'soon'" in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("instance, message", [
+    pytest.param('caller: "<nameID aor=\'sip:a@b\'><name>A</nameID>"',
+                 "recording.rules[0] (sales): instances[0] (primary): caller: XML fragment: line 1: "
+                 "Opening and ending tag mismatch: name line 1 and nameID", id="malformed-xml-override"),
+    pytest.param('session_extension: "<e:x/>"',
+                 "recording.rules[0] (sales): instances[0] (primary): session_extension: XML fragment: ",
+                 id="undeclared-prefix"),
+])
+def test_bad_recording_rule_exits_2_naming_the_rule(bench, tmp_path, instance, message):
+    """XML overrides and extensions are parsed at start (by libxml2); a broken one names its rule."""
+    if bench.kind != "siprec-edge":
+        pytest.skip(f"{bench.kind}: the command-line contract is siprec-edge's")
+    config = tmp_path / "siprec-edge.yaml"
+    config.write_text("recording:\n  rtpengine: [udp:127.0.0.1:2223]\n  rules:\n    - name: sales\n"
+                      "      instances:\n        - name: primary\n          srs: [\"sip:127.0.0.1:5090\"]\n"
+                      f"          {instance}\n")
+    result = subprocess.run([str(harness.siprec_edge_binary()), "--config", str(config)],
+                            capture_output=True, text=True, timeout=10)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr, result.stderr
+
+
 def test_second_instance_on_the_same_address_is_refused(bench):
     """The workers share their sockets through SO_REUSEPORT; a second proxy on the same address
     must not join them silently."""
