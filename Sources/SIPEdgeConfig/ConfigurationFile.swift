@@ -5,13 +5,14 @@ import Yams
 /// values of the wrong type are errors that name the key.
 ///
 /// ```yaml
-/// listen: [udp:127.0.0.1:5060, tcp:127.0.0.1:5060]
+/// listen: [udp:127.0.0.1:5060, tcp:127.0.0.1:5060, tls:127.0.0.1:5061]
 /// upstream: sip:127.0.0.1:5080;transport=udp
 /// workers: 2
 /// log_level: info
 /// timers: { t1_ms: 500, t2_ms: 4000, t4_ms: 5000 }
 /// limits: { max_message_size: 65535, udp_receive_buffer: 4194304, heap_reserve_mb: 32 }
 /// dialogs: { lifetime_s: 43200, invite_timeout_s: 180 }
+/// tls: { certificate: edge.pem, private_key: edge.key, ca_file: ca.pem }   # see TLSFile.swift
 /// recording: { rtpengine: [udp:127.0.0.1:2223], rules: [...] }   # see RecordingFile.swift
 /// ```
 public enum ConfigurationFile {
@@ -104,6 +105,8 @@ public enum ConfigurationFile {
                     default: throw unknown("dialogs.\(name)")
                     }
                 }
+            case "tls":
+                configuration.tls = try tls(value, prefix: key, scope: .global)
             case "recording":
                 configuration.recording = try recording(value, over: configuration.recording)
             default:

@@ -1,6 +1,7 @@
-/// Where the proxy listens: `udp:IP:PORT`, `tcp:IP:PORT`, IPv6 as `udp:[::1]:5060`.
+/// Where the proxy listens: `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT`, IPv6 as `udp:[::1]:5060`.
 public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
-    public enum TransportName: String, Sendable, Hashable, CaseIterable { case udp, tcp }
+    /// A TLS listener needs the global certificate and key (`tls` section or `--tls-cert`/`--tls-key`).
+    public enum TransportName: String, Sendable, Hashable, CaseIterable { case udp, tcp, tls }
 
     public var transport: TransportName
     /// Numeric IPv4 or IPv6 address, without brackets.
@@ -13,7 +14,7 @@ public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
         self.port = port
     }
 
-    /// Parses `udp:127.0.0.1:5060` or `tcp:[::1]:5060`.
+    /// Parses `udp:127.0.0.1:5060`, `tcp:[::1]:5060` or `tls:127.0.0.1:5061`.
     public init(parsing text: String) throws(ConfigurationProblem) {
         guard let colon = text.firstIndex(of: ":") else {
             throw ConfigurationProblem("expected TRANSPORT:IP:PORT such as udp:127.0.0.1:5060, got '\(text)'")
@@ -21,7 +22,7 @@ public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
         let transportText = String(text[..<colon]).lowercased()
         guard let transport = TransportName(rawValue: transportText) else {
             throw ConfigurationProblem(
-                "unknown transport '\(transportText)' in '\(text)' (use \(TransportName.allCases.map(\.rawValue).joined(separator: " or ")))")
+                "unknown transport '\(transportText)' in '\(text)' (use udp, tcp or tls)")
         }
         let (host, port) = try parseHostPort(String(text[text.index(after: colon)...]), whole: text)
         guard let port else { throw ConfigurationProblem("missing port in '\(text)'") }
@@ -36,18 +37,20 @@ public struct ListenAddress: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The fixed next hop for initial requests (`--upstream sip:host[:port][;transport=udp|tcp]`).
+/// The fixed next hop for initial requests (`--upstream sip:host[:port][;transport=udp|tcp|tls]`).
 public struct UpstreamTarget: Hashable, Sendable, CustomStringConvertible {
     public var uri: String
     public var host: String
     public var port: UInt16?
     public var transport: ListenAddress.TransportName?
 
-    /// Parses a SIP URI; only `sip:` with an optional `transport` parameter is accepted.
+    /// Parses a SIP URI; only `sip:` with an optional `transport` parameter is accepted (TLS as
+    /// `transport=tls`: a sips: next hop would promise TLS on every hop of the call, which the
+    /// proxy does not check).
     public init(parsing text: String) throws(ConfigurationProblem) {
         let lower = text.lowercased()
         guard lower.hasPrefix("sip:") else {
-            throw ConfigurationProblem("'\(text)' is not a sip: URI (sips: arrives with TLS support)")
+            throw ConfigurationProblem("'\(text)' is not a sip: URI (for TLS write sip:host;transport=tls)")
         }
         var rest = Substring(text.dropFirst(4))
         if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
@@ -62,7 +65,8 @@ public struct UpstreamTarget: Hashable, Sendable, CustomStringConvertible {
             let pair = parameter.split(separator: "=", maxSplits: 1).map { String($0).lowercased() }
             guard pair.first == "transport" else { continue }
             guard pair.count == 2, let value = ListenAddress.TransportName(rawValue: pair[1]) else {
-                throw ConfigurationProblem("unsupported transport in '\(text)' (use transport=udp or transport=tcp)")
+                throw ConfigurationProblem(
+                    "unsupported transport in '\(text)' (use transport=udp, transport=tcp or transport=tls)")
             }
             transport = value
         }
@@ -102,12 +106,22 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var heapReserveMegabytes = 32
     /// SIPREC: which calls are recorded, toward which SRSs, through which media engines.
     public var recording = RecordingConfiguration()
+    /// Global TLS settings: the TLS listener's certificate and key (and `verifyPeer`, its
+    /// `verify_client`), the CA that TLS SRSs are verified against, the client certificate for
+    /// mutual TLS, cipher lists. An SRS's own `tls` settings override them for that SRS.
+    public var tls = TLSFiles()
 
     public init() {}
 
     /// Checks cross-field rules; the file loader and the flags both end here.
     public func validated() throws(ConfigurationError) -> ProxyConfiguration {
         if listen.isEmpty { throw ConfigurationError(key: "listen", problem: "at least one address is needed") }
+        try tls.validate(prefix: "tls", global: true)
+        if let address = listen.first(where: { $0.transport == .tls }), tls.certificateFile == nil {
+            throw ConfigurationError(
+                key: "listen",
+                problem: "'\(address)' needs a certificate and its key (tls.certificate and tls.private_key, or --tls-cert and --tls-key)")
+        }
         if let workers, !(1...256).contains(workers) {
             throw ConfigurationError(key: "workers", problem: "must be between 1 and 256, got \(workers)")
         }
@@ -130,7 +144,10 @@ public struct ProxyConfiguration: Sendable, Equatable {
         if inviteTimeoutSeconds < 1 {
             throw ConfigurationError(key: "dialogs.invite_timeout_s", problem: "must be positive")
         }
-        try recording.validate(listen: listen)
+        if let upstream, upstream.transport == .tls, !tls.hasTrustAnchors {
+            throw ConfigurationError(key: "upstream", problem: noCAProblem(upstream.uri))
+        }
+        try recording.validate(listen: listen, tls: tls)
         return self
     }
 }

@@ -62,8 +62,9 @@ public struct RecordingConfiguration: Hashable, Sendable {
     }
 
     /// Cross-field rules: names, lists that must not be empty, ranges, the socket against the
-    /// listen addresses, and a media engine whenever anything is recorded.
-    func validate(listen: [ListenAddress]) throws(ConfigurationError) {
+    /// listen addresses, a media engine whenever anything is recorded, and each SRS's TLS and media
+    /// security against the global TLS settings `tls`.
+    func validate(listen: [ListenAddress], tls: TLSFiles) throws(ConfigurationError) {
         if isEnabled, mediaEngines.isEmpty {
             throw ConfigurationError(
                 key: "recording",
@@ -100,7 +101,7 @@ public struct RecordingConfiguration: Hashable, Sendable {
                         problem: "'\(instance.name)' is already the name of instances[\(first)] in this rule")
                 }
                 instanceNames[instance.name] = instanceIndex
-                try instance.validate(path: path, listen: listen)
+                try instance.validate(path: path, listen: listen, tls: tls)
             }
         }
     }
@@ -226,12 +227,10 @@ public struct RecordingInstance: Hashable, Sendable {
         self.groupExtensionXML = groupExtensionXML
     }
 
-    func validate(path: String, listen: [ListenAddress]) throws(ConfigurationError) {
+    func validate(path: String, listen: [ListenAddress], tls: TLSFiles) throws(ConfigurationError) {
         if srs.isEmpty { throw ConfigurationError(key: "\(path): srs", problem: "at least one SRS URI is needed") }
-        for (index, target) in srs.enumerated()
-        where !SRSTarget.timeoutRange.contains(target.timeoutMilliseconds) {
-            throw ConfigurationError(
-                key: "\(path): srs[\(index)]", problem: "no-reply timeout " + timeoutProblem(target.timeoutMilliseconds))
+        for (index, target) in srs.enumerated() {
+            try target.validate(path: "\(path): srs[\(index)]", tls: tls)
         }
         if groupExtensionXML != nil, group == nil {
             throw ConfigurationError(key: "\(path): group_extension", problem: "needs a group")
@@ -242,7 +241,8 @@ public struct RecordingInstance: Hashable, Sendable {
     }
 }
 
-/// One Session Recording Server: `sip:[user@]host[:port][;transport=udp|tcp]`.
+/// One Session Recording Server: `sip:[user@]host[:port][;transport=udp|tcp|tls]` or
+/// `sips:[user@]host[:port]` (TLS, RFC 5630).
 public struct SRSTarget: Hashable, Sendable, CustomStringConvertible {
     public static let defaultTimeoutMilliseconds = 5000
     static let timeoutRange = 1...600_000
@@ -250,17 +250,25 @@ public struct SRSTarget: Hashable, Sendable, CustomStringConvertible {
     public var uri: String
     /// IP address (IPv6 without brackets) or host name.
     public var host: String
+    /// As written in the URI; `effectivePort` supplies the default.
     public var port: UInt16?
+    /// `.tls` for `sips:` URIs and `transport=tls`; nil when the URI does not say (UDP).
     public var transport: ListenAddress.TransportName?
     /// How long the INVITE toward this SRS waits for a final reply before the next SRS is tried.
     public var timeoutMilliseconds: Int
     /// Send the metadata as `application/rs-metadata` (older recorders) instead of
     /// `application/rs-metadata+xml`.
     public var legacyMetadataType: Bool
+    /// This SRS's TLS settings over the global ones (`ProxyConfiguration.tlsSettings(toward:)`);
+    /// empty when it has none of its own. Only a TLS SRS may have any.
+    public var tls: TLSFiles
+    /// Plain RTP or SDES-SRTP toward this SRS, whatever the call's legs use.
+    public var mediaSecurity: MediaSecurity
 
     public init(
         uri: String, host: String, port: UInt16? = nil, transport: ListenAddress.TransportName? = nil,
-        timeoutMilliseconds: Int = SRSTarget.defaultTimeoutMilliseconds, legacyMetadataType: Bool = false
+        timeoutMilliseconds: Int = SRSTarget.defaultTimeoutMilliseconds, legacyMetadataType: Bool = false,
+        tls: TLSFiles = TLSFiles(), mediaSecurity: MediaSecurity = .rtp
     ) {
         self.uri = uri
         self.host = host
@@ -268,22 +276,27 @@ public struct SRSTarget: Hashable, Sendable, CustomStringConvertible {
         self.transport = transport
         self.timeoutMilliseconds = timeoutMilliseconds
         self.legacyMetadataType = legacyMetadataType
+        self.tls = tls
+        self.mediaSecurity = mediaSecurity
     }
 
-    /// Parses one SRS URI (surrounding white space is ignored). TLS (`sips:`, `transport=tls`) is
-    /// refused until the proxy has it.
+    /// Parses one SRS URI (surrounding white space is ignored). `sips:` means TLS: alone, with
+    /// `transport=tls` or with `transport=tcp` (RFC 5630 §3.1.3: TLS over TCP); `transport=udp`
+    /// contradicts it.
     public init(parsing text: String, defaultTimeoutMilliseconds: Int = SRSTarget.defaultTimeoutMilliseconds)
         throws(ConfigurationProblem)
     {
         let text = trimmed(text)
         let lower = text.lowercased()
-        if lower.hasPrefix("sips:") { throw ConfigurationProblem("'\(text)': sips: arrives with TLS support") }
-        guard lower.hasPrefix("sip:") else { throw ConfigurationProblem("'\(text)' is not a sip: URI") }
+        let isSIPS = lower.hasPrefix("sips:")
+        guard isSIPS || lower.hasPrefix("sip:") else {
+            throw ConfigurationProblem("'\(text)' is not a sip: or sips: URI")
+        }
         if let bad = text.first(where: { $0.isWhitespace || "<>\",".contains($0) }) {
-            throw ConfigurationProblem("'\(text)' is not a sip: URI ('\(bad.isWhitespace ? " " : bad)' in it)")
+            throw ConfigurationProblem("'\(text)' is not a sip: or sips: URI ('\(bad.isWhitespace ? " " : bad)' in it)")
         }
         if text.contains("?") { throw ConfigurationProblem("'\(text)': URI headers (?...) are not supported") }
-        var rest = Substring(text.dropFirst(4))
+        var rest = Substring(text.dropFirst(isSIPS ? 5 : 4))
         if let at = rest.lastIndex(of: "@") {
             if at == rest.startIndex { throw ConfigurationProblem("empty user part in '\(text)'") }
             rest = rest[rest.index(after: at)...]
@@ -297,23 +310,69 @@ public struct SRSTarget: Hashable, Sendable, CustomStringConvertible {
         guard isNumericAddress(host) || isHostName(host) else {
             throw ConfigurationProblem("'\(host)' in '\(text)' is not an IP address or a host name")
         }
-        var transport: ListenAddress.TransportName?
+        var transport: ListenAddress.TransportName? = isSIPS ? .tls : nil
         for parameter in parameters {
             let pair = parameter.split(separator: "=", maxSplits: 1).map { String($0).lowercased() }
             guard pair.first == "transport" else { continue }
-            if pair.count == 2, pair[1] == "tls" {
-                throw ConfigurationProblem("'\(text)': transport=tls arrives with TLS support")
-            }
             guard pair.count == 2, let value = ListenAddress.TransportName(rawValue: pair[1]) else {
-                throw ConfigurationProblem("unsupported transport in '\(text)' (use transport=udp or transport=tcp)")
+                throw ConfigurationProblem(
+                    "unsupported transport in '\(text)' (use transport=udp, transport=tcp or transport=tls)")
             }
-            transport = value
+            if isSIPS {
+                guard value != .udp else {
+                    throw ConfigurationProblem("'\(text)': a sips: URI is reached over TLS, not transport=udp")
+                }
+            } else {
+                transport = value
+            }
         }
         self.init(
             uri: text, host: host, port: port, transport: transport, timeoutMilliseconds: defaultTimeoutMilliseconds)
     }
 
     public var description: String { uri }
+
+    /// Whether the SRS is reached over TLS (`sips:` or `transport=tls`).
+    public var isSecure: Bool { transport == .tls }
+
+    /// Whether the URI is a sips: URI, which asks for TLS on every hop (RFC 5630).
+    public var isSIPSURI: Bool { uri.lowercased().hasPrefix("sips:") }
+
+    /// The port to connect to: the URI's, else 5061 for TLS and 5060 otherwise (RFC 3261 §19.1.2).
+    public var effectivePort: UInt16 { port ?? (isSecure ? 5061 : 5060) }
+
+    /// Per-SRS rules: the timeout's range, TLS settings only where TLS is used and a CA whenever the
+    /// SRS is verified, and SDES only over TLS. `path` names the SRS (`...: srs[1]`).
+    func validate(path: String, tls global: TLSFiles) throws(ConfigurationError) {
+        if !Self.timeoutRange.contains(timeoutMilliseconds) {
+            throw ConfigurationError(key: path, problem: "no-reply timeout " + timeoutProblem(timeoutMilliseconds))
+        }
+        if isSecure {
+            try tls.validate(prefix: "\(path): tls", global: false)
+            if tls.verifyPeer != false, !tls.merged(over: global).hasTrustAnchors {
+                throw ConfigurationError(
+                    key: path, problem: noCAProblem(uri) + "; or tls.verify: false for this SRS")
+            }
+        } else if tls != TLSFiles() {
+            throw ConfigurationError(
+                key: "\(path): tls", problem: "'\(uri)' is not reached over TLS (use sips: or transport=tls)")
+        }
+        if case .sdes(let suites) = mediaSecurity {
+            do throws(ConfigurationProblem) {
+                guard try MediaSecurity.suites(parsing: suites) == suites else {
+                    throw ConfigurationProblem("suite names are written as rtpengine spells them (upper case)")
+                }
+            } catch {
+                throw ConfigurationError(key: "\(path): srtp_suites", problem: error.message)
+            }
+            if !isSecure {
+                // RFC 4568 §8.3: the keys are in the SDP, so the signalling must be encrypted.
+                throw ConfigurationError(
+                    key: "\(path): media",
+                    problem: "SDES puts the SRTP keys in the SDP, so '\(uri)' must be reached over TLS (sips: or transport=tls)")
+            }
+        }
+    }
 
     /// Parses a comma-separated list (entries trimmed, empty ones skipped), in order.
     public static func list(parsing texts: [String], defaultTimeoutMilliseconds: Int = defaultTimeoutMilliseconds)
@@ -491,4 +550,8 @@ func timeoutProblem(_ value: Int) -> String {
 
 func mediaEngineOverTCP(_ text: String) -> String {
     "'\(text)': the media engine is reached over udp only"
+}
+
+func noCAProblem(_ uri: String) -> String {
+    "'\(uri)' is verified against a CA and none is given (tls.ca_file or tls.ca_directory, or --tls-ca)"
 }

@@ -17,7 +17,15 @@ import Yams
 ///       match: { request_uri: "^sip:\\+44", headers: { X-Record: "^yes$" } }
 ///       instances:
 ///         - name: primary
-///           srs: ["sip:srs1@127.0.0.1:5090", "sip:127.0.0.1:5091;transport=tcp"]
+///           media_security: rtp            # default of its SRSs: rtp, or sdes with srtp_suites
+///           srs:
+///             - "sip:srs1@127.0.0.1:5090, sip:127.0.0.1:5091;transport=tcp"
+///             - uri: "sips:rec.example.com"
+///               timeout_ms: 3000
+///               legacy_metadata_type: true
+///               tls: { ca_file: rec-ca.pem, server_name: rec.example.com }   # see TLSFile.swift
+///               media: sdes
+///               srtp_suites: [AEAD_AES_256_GCM]
 /// ```
 extension ConfigurationFile {
     static func recording(_ node: Node, over base: RecordingConfiguration) throws(ConfigurationError)
@@ -125,9 +133,11 @@ extension ConfigurationFile {
         }
         let path = RecordingConfiguration.instancePath(ruleIndex, ruleName, index, name)
         var instance = RecordingInstance(name: name, srs: [], skipFailoverCodes: defaults.skipFailoverCodes)
-        var srsTexts: [String] = []
+        var srsEntries: [SRSEntry] = []
         var timeoutMilliseconds = defaults.srsTimeoutMilliseconds
         var legacyMetadataType = defaults.legacyMetadataType
+        var mediaSecurityNode: Node?
+        var suitesNode: Node?
 
         func text(_ value: Node, _ key: String) throws(ConfigurationError) -> String {
             let text = try string(value, key: "\(path): \(key)")
@@ -145,7 +155,7 @@ extension ConfigurationFile {
         try section(node, key: path) { key, value throws(ConfigurationError) in
             switch key {
             case "name": break
-            case "srs": srsTexts = splitList(try strings(value, key: "\(path): srs"))
+            case "srs": srsEntries = try srsList(value, key: "\(path): srs")
             case "srs_timeout_ms": timeoutMilliseconds = try timeout(value, key: "\(path): srs_timeout_ms")
             case "legacy_metadata_type":
                 legacyMetadataType = try boolean(value, key: "\(path): legacy_metadata_type")
@@ -184,19 +194,126 @@ extension ConfigurationFile {
                 }
             case "from_uri": instance.fromURI = try uri(value, key)
             case "to_uri": instance.toURI = try uri(value, key)
+            case "media_security": mediaSecurityNode = value
+            case "srtp_suites": suitesNode = value
             default: throw unknown("\(path): \(key)")
             }
         }
-        for (srsIndex, entry) in srsTexts.enumerated() {
-            do {
-                var target = try SRSTarget(parsing: entry, defaultTimeoutMilliseconds: timeoutMilliseconds)
-                target.legacyMetadataType = legacyMetadataType
-                instance.srs.append(target)
-            } catch {
-                throw ConfigurationError(key: "\(path): srs[\(srsIndex)]", problem: error.message)
+        let mediaSecurity = try mediaSecurity(
+            mediaSecurityNode, suitesNode, inherited: .rtp, path: path, nameKey: "media_security")
+        for (srsIndex, entry) in srsEntries.enumerated() {
+            let srsPath = "\(path): srs[\(srsIndex)]"
+            switch entry {
+            case .uri(let text):
+                do throws(ConfigurationProblem) {
+                    var target = try SRSTarget(parsing: text, defaultTimeoutMilliseconds: timeoutMilliseconds)
+                    target.legacyMetadataType = legacyMetadataType
+                    target.mediaSecurity = mediaSecurity
+                    instance.srs.append(target)
+                } catch {
+                    throw ConfigurationError(key: srsPath, problem: error.message)
+                }
+            case .mapping(let node):
+                instance.srs.append(
+                    try srsTarget(
+                        node, path: srsPath, timeoutMilliseconds: timeoutMilliseconds,
+                        legacyMetadataType: legacyMetadataType, mediaSecurity: mediaSecurity))
             }
         }
         return instance
+    }
+
+    /// One entry of an instance's `srs` list: a URI (from a comma-separated string) or a mapping.
+    private enum SRSEntry {
+        case uri(String)
+        case mapping(Node)
+    }
+
+    /// `srs:` as a comma-separated string, or a list whose items are such strings or mappings;
+    /// entries are numbered in order across the whole list.
+    private static func srsList(_ node: Node, key: String) throws(ConfigurationError) -> [SRSEntry] {
+        switch node {
+        case .scalar(let scalar): return splitList([scalar.string]).map(SRSEntry.uri)
+        case .sequence(let sequence):
+            var entries: [SRSEntry] = []
+            for item in sequence {
+                switch item {
+                case .scalar(let scalar): entries += splitList([scalar.string]).map(SRSEntry.uri)
+                case .mapping: entries.append(.mapping(item))
+                default: throw ConfigurationError(key: key, problem: "expected SRS URIs or mappings with a uri")
+                }
+            }
+            return entries
+        default: throw ConfigurationError(key: key, problem: "expected an SRS URI or a list of SRS URIs or mappings")
+        }
+    }
+
+    /// An SRS given as a mapping: `uri` and its own settings over the instance's.
+    private static func srsTarget(
+        _ node: Node, path: String, timeoutMilliseconds: Int, legacyMetadataType: Bool, mediaSecurity: MediaSecurity
+    ) throws(ConfigurationError) -> SRSTarget {
+        var uri: String?
+        var ownTimeout: Int?
+        var ownLegacyMetadataType: Bool?
+        var tlsFiles = TLSFiles()
+        var mediaNode: Node?
+        var suitesNode: Node?
+        try section(node, key: path) { name, value throws(ConfigurationError) in
+            let key = "\(path): \(name)"
+            switch name {
+            case "uri": uri = try text(value, key: key)
+            case "timeout_ms": ownTimeout = try timeout(value, key: key)
+            case "legacy_metadata_type": ownLegacyMetadataType = try boolean(value, key: key)
+            case "tls": tlsFiles = try tls(value, prefix: "\(path): tls", scope: .srs)
+            case "media": mediaNode = value
+            case "srtp_suites": suitesNode = value
+            default: throw unknown(key)
+            }
+        }
+        guard let uri else { throw ConfigurationError(key: path, problem: "an SRS mapping needs a uri") }
+        var target: SRSTarget
+        do throws(ConfigurationProblem) {
+            target = try SRSTarget(parsing: uri, defaultTimeoutMilliseconds: ownTimeout ?? timeoutMilliseconds)
+        } catch {
+            throw ConfigurationError(key: "\(path): uri", problem: error.message)
+        }
+        target.legacyMetadataType = ownLegacyMetadataType ?? legacyMetadataType
+        target.tls = tlsFiles
+        target.mediaSecurity = try Self.mediaSecurity(
+            mediaNode, suitesNode, inherited: mediaSecurity, path: path, nameKey: "media")
+        return target
+    }
+
+    /// Media security from a name key (`media_security` of an instance, `media` of an SRS) and
+    /// `srtp_suites`, over what the level above chose: naming sdes again keeps the suites from
+    /// above; suites alone change only the suites and need sdes at this level or above.
+    private static func mediaSecurity(
+        _ nameNode: Node?, _ suitesNode: Node?, inherited: MediaSecurity, path: String, nameKey: String
+    ) throws(ConfigurationError) -> MediaSecurity {
+        var security = inherited
+        if let nameNode {
+            let key = "\(path): \(nameKey)"
+            let name = try text(nameNode, key: key)
+            do throws(ConfigurationProblem) {
+                let named = try MediaSecurity(parsing: name)
+                if named.isSRTP != inherited.isSRTP { security = named }
+            } catch {
+                throw ConfigurationError(key: key, problem: error.message)
+            }
+        }
+        if let suitesNode {
+            let key = "\(path): srtp_suites"
+            guard security.isSRTP else {
+                throw ConfigurationError(key: key, problem: "only goes with \(nameKey): sdes")
+            }
+            let names = try strings(suitesNode, key: key)
+            do throws(ConfigurationProblem) {
+                security = .sdes(suites: try MediaSecurity.suites(parsing: names))
+            } catch {
+                throw ConfigurationError(key: key, problem: error.message)
+            }
+        }
+        return security
     }
 
     static func mediaEngines(_ node: Node, key: String) throws(ConfigurationError) -> [ListenAddress] {

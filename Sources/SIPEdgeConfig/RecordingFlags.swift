@@ -3,7 +3,7 @@
 ///
 /// - `--srs LIST` replaces the file's rules with one catch-all rule, "command-line", whose one
 ///   instance, "default", records every call to that SRS list (the file's skip codes, timeout and
-///   metadata type as defaults).
+///   metadata type as defaults; plain RTP toward each; TLS SRSs use the global TLS settings).
 /// - `--skip-failover-codes REGEX` applies to every instance (the `--srs` one, or all of the
 ///   file's); with no SRS at all it is an error.
 /// - `--rtpengine ADDRESS` (repeatable, comma-separated) replaces the media engines.

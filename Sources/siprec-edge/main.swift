@@ -21,13 +21,13 @@ struct SIPRECEdgeCommand: ParsableCommand {
     @Option(
         name: .customLong("listen"),
         help: ArgumentHelp(
-            "Address to listen on, repeatable: udp:IP:PORT or tcp:IP:PORT; IPv6 as udp:[::1]:5060.",
+            "Address to listen on, repeatable: udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT (needs --tls-cert and --tls-key); IPv6 as udp:[::1]:5060.",
             valueName: "transport:ip:port"))
     var listen: [String] = []
 
     @Option(
         help: ArgumentHelp(
-            "Send every initial request to this next hop (sip:host[:port][;transport=udp|tcp]); without it, route by Request-URI (IP literal or DNS A/AAAA).",
+            "Send every initial request to this next hop (sip:host[:port][;transport=udp|tcp|tls]); without it, route by Request-URI (IP literal or DNS A/AAAA).",
             valueName: "sip-uri"))
     var upstream: String?
 
@@ -45,8 +45,8 @@ struct SIPRECEdgeCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Record every call to these SRSs, tried in order (failover): comma-separated sip: URIs (sip:[user@]host[:port][;transport=udp|tcp]); replaces the configuration file's recording rules.",
-            valueName: "sip-uri,..."))
+            "Record every call to these SRSs, tried in order (failover): comma-separated SIP URIs (sip:[user@]host[:port][;transport=udp|tcp|tls], or sips:[user@]host[:port] for TLS, port 5061 by default); replaces the configuration file's recording rules. TLS SRSs use the --tls-* settings.",
+            valueName: "uri,..."))
     var srs: String?
 
     @Option(
@@ -66,6 +66,37 @@ struct SIPRECEdgeCommand: ParsableCommand {
             "How long an SRS may take to answer before the next one is tried, in milliseconds, for every SRS (default: 5000).",
             valueName: "ms"))
     var srsTimeoutMs: Int?
+
+    @Option(
+        name: .customLong("tls-ca"),
+        help: ArgumentHelp(
+            "Trusted CA certificates that TLS SRSs (and client certificates, with tls.verify_client) are verified against: a PEM file, or a directory of hashed certificates (openssl rehash). Replaces tls.ca_file and tls.ca_directory.",
+            valueName: "path"))
+    var tlsCA: String?
+
+    @Option(
+        name: .customLong("tls-cert"),
+        help: ArgumentHelp(
+            "PEM certificate (chain) of the TLS listener, also presented to SRSs that ask for a client certificate (mutual TLS); needs --tls-key.",
+            valueName: "file"))
+    var tlsCertificate: String?
+
+    @Option(
+        name: .customLong("tls-key"),
+        help: ArgumentHelp("PEM private key of --tls-cert; start-up stops if it does not match the certificate.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-ciphers"),
+        help: ArgumentHelp("TLS 1.2 cipher list in OpenSSL's syntax (e.g. 'ECDHE+AESGCM:ECDHE+CHACHA20').", valueName: "list"))
+    var tlsCiphers: String?
+
+    @Option(
+        name: .customLong("tls-ciphersuites"),
+        help: ArgumentHelp(
+            "TLS 1.3 cipher suites, colon-separated, in order of preference (e.g. 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256').",
+            valueName: "list"))
+    var tlsCipherSuites: String?
 
     /// The configuration from defaults, file and flags, in that order.
     func resolvedConfiguration() throws(ConfigurationError) -> ProxyConfiguration {
@@ -98,6 +129,11 @@ struct SIPRECEdgeCommand: ParsableCommand {
         try RecordingFlags(
             srs: srs, skipFailoverCodes: skipFailoverCodes, rtpengine: rtpengine, srsTimeoutMilliseconds: srsTimeoutMs
         ).apply(to: &configuration)
+        // Files are only checked for being readable here; the TLS module loads them at start.
+        try TLSFlags(
+            ca: tlsCA, certificate: tlsCertificate, privateKey: tlsKey, cipherList: tlsCiphers,
+            cipherSuites: tlsCipherSuites
+        ).apply(to: &configuration)
         do {
             return try configuration.validated()
         } catch {
@@ -105,6 +141,10 @@ struct SIPRECEdgeCommand: ParsableCommand {
             var flagged = error
             if error.key == "workers", workers != nil {
                 flagged.key = "--workers"
+            } else if error.key == "listen", !listen.isEmpty {
+                flagged.key = "--listen"
+            } else if error.key == "upstream", upstream != nil {
+                flagged.key = "--upstream"
             } else if error.key == "recording", srs != nil {
                 flagged.key = "--srs"
             } else if let config {

@@ -38,11 +38,15 @@ struct ConfigurationTests {
 
     @Test(arguments: [
         ("listen: [udp:127.0.0.1]", "listen: missing port in 'udp:127.0.0.1'"),
-        ("listen: [sctp:127.0.0.1:5060]", "listen: unknown transport 'sctp' in 'sctp:127.0.0.1:5060' (use udp or tcp)"),
+        ("listen: [sctp:127.0.0.1:5060]", "listen: unknown transport 'sctp' in 'sctp:127.0.0.1:5060' (use udp, tcp or tls)"),
         ("listen: [udp:::1:5060]", "listen: IPv6 addresses need brackets, as in udp:[::1]:5060 ('udp:::1:5060')"),
         ("listen: [udp:localhost:5060]", "listen: 'localhost' in 'udp:localhost:5060' is not a numeric IPv4 or IPv6 address"),
-        ("upstream: http://x", "upstream: 'http://x' is not a sip: URI (sips: arrives with TLS support)"),
-        ("upstream: sip:h;transport=sctp", "upstream: unsupported transport in 'sip:h;transport=sctp' (use transport=udp or transport=tcp)"),
+        ("upstream: http://x", "upstream: 'http://x' is not a sip: URI (for TLS write sip:host;transport=tls)"),
+        ("upstream: sips:h", "upstream: 'sips:h' is not a sip: URI (for TLS write sip:host;transport=tls)"),
+        ("upstream: sip:h;transport=sctp",
+         "upstream: unsupported transport in 'sip:h;transport=sctp' (use transport=udp, transport=tcp or transport=tls)"),
+        ("upstream: sip:h;transport=tls",
+         "upstream: 'sip:h;transport=tls' is verified against a CA and none is given (tls.ca_file or tls.ca_directory, or --tls-ca)"),
         ("workers: two", "workers: expected a whole number, got 'two'"),
         ("workers: 0", "workers: must be between 1 and 256, got 0"),
         ("log_level: loud", "log_level: 'loud' is not one of trace, debug, info, notice, warning, error, critical"),

@@ -113,19 +113,22 @@ struct SRSTargetTests {
     }
 
     @Test(arguments: [
-        ("xyz", "'xyz' is not a sip: URI"),
-        ("http://rec", "'http://rec' is not a sip: URI"),
-        ("sips:rec.example", "'sips:rec.example': sips: arrives with TLS support"),
-        ("sip:rec.example;transport=tls", "'sip:rec.example;transport=tls': transport=tls arrives with TLS support"),
-        ("sip:rec;transport=sctp", "unsupported transport in 'sip:rec;transport=sctp' (use transport=udp or transport=tcp)"),
+        ("xyz", "'xyz' is not a sip: or sips: URI"),
+        ("http://rec", "'http://rec' is not a sip: or sips: URI"),
+        ("sips:rec.example;transport=udp", "'sips:rec.example;transport=udp': a sips: URI is reached over TLS, not transport=udp"),
+        ("sip:rec;transport=sctp",
+         "unsupported transport in 'sip:rec;transport=sctp' (use transport=udp, transport=tcp or transport=tls)"),
+        ("sips:rec;transport=dtls",
+         "unsupported transport in 'sips:rec;transport=dtls' (use transport=udp, transport=tcp or transport=tls)"),
+        ("sips:@rec", "empty user part in 'sips:@rec'"),
         ("sip:bad_host", "'bad_host' in 'sip:bad_host' is not an IP address or a host name"),
         ("sip:1.2.3", "'1.2.3' in 'sip:1.2.3' is not an IP address or a host name"),
         ("sip:rec:0", "port '0' in 'sip:rec:0' is not between 1 and 65535"),
         ("sip:@rec", "empty user part in 'sip:@rec'"),
         ("sip:rec@", "missing host in 'sip:rec@'"),
         ("sip:rec?subject=x", "'sip:rec?subject=x': URI headers (?...) are not supported"),
-        ("sip:a b", "'sip:a b' is not a sip: URI (' ' in it)"),
-        ("<sip:rec>", "'<sip:rec>' is not a sip: URI"),
+        ("sip:a b", "'sip:a b' is not a sip: or sips: URI (' ' in it)"),
+        ("<sip:rec>", "'<sip:rec>' is not a sip: or sips: URI"),
     ])
     func errors(text: String, message: String) {
         let error = #expect(throws: ConfigurationProblem.self) { try SRSTarget(parsing: text) }
@@ -411,8 +414,9 @@ struct RecordingFileTests {
 
     @Test(arguments: [
         ("colour: blue", "colour: unknown key"),
-        ("srs: [sip:127.0.0.1:5091, xyz]", "srs[1]: 'xyz' is not a sip: URI"),
-        ("srs: 'sip:127.0.0.1:5091, sips:rec'", "srs[1]: 'sips:rec': sips: arrives with TLS support"),
+        ("srs: [sip:127.0.0.1:5091, xyz]", "srs[1]: 'xyz' is not a sip: or sips: URI"),
+        ("srs: 'sip:127.0.0.1:5091, sips:rec;transport=udp'",
+         "srs[1]: 'sips:rec;transport=udp': a sips: URI is reached over TLS, not transport=udp"),
         ("srs: ''", "srs: at least one SRS URI is needed"),
         ("srs_timeout_ms: 600001", "srs_timeout_ms: must be between 1 and 600000 ms, got 600001"),
         ("legacy_metadata_type: 2", "legacy_metadata_type: expected true or false, got '2'"),
@@ -624,10 +628,10 @@ struct RecordingFlagTests {
     }
 
     @Test(arguments: [
-        (RecordingFlags(srs: "xyz"), "--srs: 'xyz' is not a sip: URI"),
+        (RecordingFlags(srs: "xyz"), "--srs: 'xyz' is not a sip: or sips: URI"),
         (RecordingFlags(srs: " , "), "--srs: at least one SRS URI is needed"),
-        (RecordingFlags(srs: "sip:a.example;transport=tls"),
-         "--srs: 'sip:a.example;transport=tls': transport=tls arrives with TLS support"),
+        (RecordingFlags(srs: "sips:a.example;transport=udp"),
+         "--srs: 'sips:a.example;transport=udp': a sips: URI is reached over TLS, not transport=udp"),
         (RecordingFlags(skipFailoverCodes: "408"),
          "--skip-failover-codes: there is no SRS to fail over from (give --srs or recording.rules)"),
         (RecordingFlags(srs: "sip:a.example", skipFailoverCodes: "(408"),
