@@ -64,10 +64,11 @@ let package = Package(
             exclude: ["README.md"],
             cSettings: cSettings
         ),
-        /// libevent I/O: event loops, UDP recvmmsg/sendmmsg batches, TCP framing, timers.
+        /// libevent I/O: event loops, UDP recvmmsg/sendmmsg batches, TCP and TLS framing, timers.
+        /// OpenSSL only through libevent's bufferevent_openssl filter; SSL objects come configured.
         .target(
             name: "CSIPIO",
-            dependencies: ["CLibEvent", "CSIPScan"],
+            dependencies: ["CLibEvent", "CSIPScan", "COpenSSL"],
             path: "CLibs/CSIPIO",
             exclude: ["README.md"],
             cSettings: cSettings,
@@ -75,6 +76,7 @@ let package = Package(
                 .linkedLibrary("event_core"),
                 .linkedLibrary("event_extra"),
                 .linkedLibrary("event_pthreads"),
+                .linkedLibrary("event_openssl"),
             ]
         ),
 
@@ -82,8 +84,10 @@ let package = Package(
 
         /// Messages as views over received bytes; lazy header parsing; outgoing messages as edits.
         .target(name: "SIPMessage", dependencies: ["CSIPScan"], swiftSettings: swiftSettings),
+        /// TLS contexts and OpenSSL's errors as text: the only Swift module that talks to OpenSSL.
+        .target(name: "SIPEdgeTLS", dependencies: ["COpenSSL"], swiftSettings: swiftSettings),
         /// The only Swift module that talks to libevent (through CSIPIO).
-        .target(name: "SIPEdgeIO", dependencies: ["CSIPIO"], swiftSettings: swiftSettings),
+        .target(name: "SIPEdgeIO", dependencies: ["CSIPIO", "SIPEdgeTLS"], swiftSettings: swiftSettings),
         /// RFC 3261 §17 transaction state machines and the timer wheel that drives them.
         .target(name: "SIPTransaction", swiftSettings: swiftSettings),
         /// Dialog state machine and dialog identity.
@@ -144,7 +148,13 @@ let package = Package(
 
         .testTarget(name: "CSIPScanTests", dependencies: ["CSIPScan"], swiftSettings: swiftSettings),
         .testTarget(name: "SIPMessageTests", dependencies: ["SIPMessage"], swiftSettings: swiftSettings),
-        .testTarget(name: "SIPEdgeIOTests", dependencies: ["SIPEdgeIO"], swiftSettings: swiftSettings),
+        /// Test certificates made with the `openssl` command at test time (a CA, server, client and
+        /// broken ones), shared by the TLS tests.
+        .target(name: "TLSTestSupport", path: "Tests/TLSTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "SIPEdgeTLSTests", dependencies: ["SIPEdgeTLS", "TLSTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SIPEdgeIOTests", dependencies: ["SIPEdgeIO", "SIPEdgeTLS", "TLSTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "SIPTransactionTests", dependencies: ["SIPTransaction"], swiftSettings: swiftSettings),
         .testTarget(name: "SIPDialogTests", dependencies: ["SIPDialog"], swiftSettings: swiftSettings),
         .testTarget(name: "SIPEdgeConfigTests", dependencies: ["SIPEdgeConfig"], swiftSettings: swiftSettings),

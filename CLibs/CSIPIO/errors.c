@@ -13,6 +13,10 @@ const char *csip_io_strerror(int code) {
         return "libevent call failed";
     case CSIP_IO_ERR_CLOSED:
         return "already closed";
+    case CSIP_IO_ERR_TLS:
+        return "TLS failure";
+    case CSIP_IO_ERR_TLS_CLOSED:
+        return "connection closed by the peer during the TLS handshake";
     case CSIP_IO_ERR_DNS_NOT_FOUND:
         return "no address found for the name";
     case CSIP_IO_ERR_DNS_TEMPORARY:

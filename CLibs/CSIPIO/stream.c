@@ -2,6 +2,11 @@
  * TCP: listeners, non-blocking connects, and SIP framing over each connection's input evbuffer
  * with csip_scan_message in stream mode. Every complete message is handed over as one contiguous
  * range; only the bytes one message needs are pulled up.
+ *
+ * TLS: the same socket bufferevent, wrapped in libevent's OpenSSL filter; framing, keep-alives and
+ * closing then work on the filter's plaintext buffers exactly as on a TCP stream's. The SSL object
+ * comes configured from the caller; this file only drives it (handshake state, close_notify) and
+ * records OpenSSL's error codes as numbers for the caller to name.
  */
 #include "internal.h"
 
@@ -9,9 +14,12 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -21,7 +29,8 @@
 #define FRAMING_HEADER_CAPACITY 256
 /* How long a closing stream may take to flush its output before it is dropped. */
 #define CLOSE_LINGER_SECONDS 5
-/* How long a connect may take; the kernel alone would retry SYNs for about two minutes. */
+/* How long a connect may take; the kernel alone would retry SYNs for about two minutes. For TLS,
+ * the connect and the handshake together (and an accepted stream's handshake). */
 #define CONNECT_TIMEOUT_SECONDS 10
 /* Bytes one read event may take from the socket (libevent's default is 16 KiB). */
 #define MAX_SINGLE_READ 65536
@@ -39,7 +48,8 @@ enum stream_state {
 
 struct csip_io_stream {
     csip_io_loop *loop;
-    struct bufferevent *bev;
+    struct bufferevent *bev;    /* what the stream reads and writes: the socket's, or TLS's on top of it */
+    struct bufferevent *socket; /* the socket's bufferevent (the same as bev for TCP) */
     struct event *deferred; /* completes a close that has nothing to flush, or a failed connect */
     csip_io_stream_callbacks callbacks;
     void *ctx;
@@ -49,9 +59,32 @@ struct csip_io_stream {
     size_t scanned;          /* bytes of the buffered message already seen by an incomplete scan */
     struct sockaddr_storage local, remote;
     socklen_t local_length, remote_length;
+    /* TLS only */
+    SSL *ssl;                         /* owned by bev (freed with it), NULL once closed */
+    struct event *deadline;           /* handshake deadline, then the close linger */
+    struct evbuffer_cb_entry *socket_output_watch; /* tells when ciphertext has left */
+    int tls_shutdown_done;            /* close_notify queued, or not to be sent */
+    int tls_flushing;                 /* closing: waiting for the socket's output to drain */
+    unsigned long tls_errors[CSIP_IO_TLS_MAX_ERRORS]; /* OpenSSL error codes of a failure, oldest first */
+    size_t tls_error_count;
+    long tls_verify_result;           /* SSL_get_verify_result at the failure */
 };
 
 /* MARK: - Closing */
+
+/* Frees the bufferevents (a TLS filter frees its socket's and the SSL with it). */
+static void release_bufferevents(csip_io_stream *stream) {
+    if (stream->socket_output_watch != NULL) {
+        evbuffer_remove_cb_entry(bufferevent_get_output(stream->socket), stream->socket_output_watch);
+        stream->socket_output_watch = NULL;
+    }
+    if (stream->bev != NULL) {
+        bufferevent_free(stream->bev);
+        stream->bev = NULL;
+    }
+    stream->socket = NULL;
+    stream->ssl = NULL;
+}
 
 /* The stream's last step: on_close may free the stream, so nothing touches it afterwards. */
 static void finish(csip_io_stream *stream, int reason) {
@@ -59,10 +92,9 @@ static void finish(csip_io_stream *stream, int reason) {
         return;
     stream->state = STATE_CLOSED;
     event_del(stream->deferred);
-    if (stream->bev != NULL) {
-        bufferevent_free(stream->bev);
-        stream->bev = NULL;
-    }
+    if (stream->deadline != NULL)
+        event_del(stream->deadline);
+    release_bufferevents(stream);
     if (stream->callbacks.on_close != NULL)
         stream->callbacks.on_close(stream->ctx, reason);
 }
@@ -72,11 +104,117 @@ static void deferred_cb(evutil_socket_t fd, short what, void *arg) {
     finish(stream, stream->close_reason);
 }
 
-static void begin_close(csip_io_stream *stream, int reason) {
-    if (stream->state >= STATE_CLOSING)
+/* Fires when a TLS handshake or a TLS close linger runs out. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg) {
+    csip_io_stream *stream = arg;
+    finish(stream, stream->close_reason != 0 ? stream->close_reason : -ETIMEDOUT);
+}
+
+static void arm_deadline(csip_io_stream *stream, int seconds) {
+    struct timeval timeout = {.tv_sec = seconds};
+    event_add(stream->deadline, &timeout);
+}
+
+/*
+ * A closing TLS stream finishes once the SSL layer has taken every queued byte, our close_notify
+ * follows them (when the handshake completed and no failure happened), and the socket's output
+ * has drained; the deadline bounds the whole.
+ */
+static void continue_tls_close(csip_io_stream *stream) {
+    if (stream->state != STATE_CLOSING || stream->bev == NULL)
+        return;
+    if (evbuffer_get_length(bufferevent_get_output(stream->bev)) > 0)
+        return; /* write_cb comes back once the SSL layer took it */
+    if (!stream->tls_shutdown_done) {
+        stream->tls_shutdown_done = 1;
+        if (SSL_is_init_finished(stream->ssl)) {
+            SSL_shutdown(stream->ssl); /* queues close_notify on the socket's output */
+            ERR_clear_error();
+        }
+    }
+    stream->tls_flushing = 1;
+    if (evbuffer_get_length(bufferevent_get_output(stream->socket)) == 0)
+        event_active(stream->deferred, 0, 1);
+}
+
+/* Watches the socket's output of a TLS stream (ciphertext): finishes a close once it drained. */
+static void socket_output_cb(struct evbuffer *buffer, const struct evbuffer_cb_info *info, void *arg) {
+    csip_io_stream *stream = arg;
+    if (stream->tls_flushing && info->n_deleted > 0 && evbuffer_get_length(buffer) == 0)
+        event_active(stream->deferred, 0, 1);
+}
+
+static void begin_tls_close(csip_io_stream *stream, int handshaking) {
+    /* The handshake reads; stopping reads now would stall it and the output queued behind it. */
+    if (!handshaking)
+        bufferevent_disable(stream->bev, EV_READ);
+    arm_deadline(stream, CLOSE_LINGER_SECONDS);
+    continue_tls_close(stream);
+}
+
+/*
+ * OpenSSL failed the stream (handshake, verification, a fatal alert): the codes are kept for the
+ * caller, plaintext still queued is dropped, and the alert OpenSSL queued is flushed before the
+ * close so the peer learns why.
+ */
+static void fail_tls(csip_io_stream *stream) {
+    if (stream->state < STATE_CLOSING) {
+        stream->state = STATE_CLOSING;
+        stream->close_reason = CSIP_IO_ERR_TLS;
+        arm_deadline(stream, CLOSE_LINGER_SECONDS);
+    } else if (stream->close_reason == 0) {
+        stream->close_reason = CSIP_IO_ERR_TLS;
+    }
+    stream->tls_shutdown_done = 1;
+    struct evbuffer *output = bufferevent_get_output(stream->bev);
+    evbuffer_drain(output, evbuffer_get_length(output));
+    continue_tls_close(stream);
+}
+
+/* Takes the OpenSSL error codes libevent recorded for a failure; 1 when there were any (a failure
+ * recorded before is kept when a later error, say a reset while flushing the alert, has none). */
+static int record_tls_failure(csip_io_stream *stream) {
+    /* libevent hands them out newest first, and also records SSL_get_error's value (no library). */
+    unsigned long newest_first[CSIP_IO_TLS_MAX_ERRORS];
+    size_t count = 0;
+    unsigned long code;
+    while ((code = bufferevent_get_openssl_error(stream->bev)) != 0) {
+        if (ERR_GET_LIB(code) != 0 && count < CSIP_IO_TLS_MAX_ERRORS)
+            newest_first[count++] = code;
+    }
+    if (count == 0)
+        return 0;
+    for (size_t i = 0; i < count; i++)
+        stream->tls_errors[i] = newest_first[count - 1 - i];
+    stream->tls_error_count = count;
+    stream->tls_verify_result = SSL_get_verify_result(stream->ssl);
+    return 1;
+}
+
+/*
+ * libevent's OpenSSL filter holds no reference on itself while it calls back (a read that meets
+ * close_notify calls event_cb from inside the filter's read loop), so a TLS stream is never freed
+ * from its callbacks: the close completes from the stream's own deferred event.
+ */
+static void finish_tls_later(csip_io_stream *stream, int reason) {
+    if (stream->state == STATE_CLOSED)
         return;
     stream->state = STATE_CLOSING;
     stream->close_reason = reason;
+    stream->tls_shutdown_done = 1;
+    event_active(stream->deferred, 0, 1);
+}
+
+static void begin_close(csip_io_stream *stream, int reason) {
+    if (stream->state >= STATE_CLOSING)
+        return;
+    int handshaking = stream->state == STATE_CONNECTING;
+    stream->state = STATE_CLOSING;
+    stream->close_reason = reason;
+    if (stream->ssl != NULL && stream->bev != NULL) {
+        begin_tls_close(stream, handshaking);
+        return;
+    }
     if (stream->bev == NULL || evbuffer_get_length(bufferevent_get_output(stream->bev)) == 0) {
         event_active(stream->deferred, 0, 1);
         return;
@@ -177,11 +315,21 @@ static void frame_input(csip_io_stream *stream) {
 
 static void remember_local_address(csip_io_stream *stream) {
     stream->local_length = sizeof(stream->local);
-    if (getsockname(bufferevent_getfd(stream->bev), (struct sockaddr *)&stream->local, &stream->local_length) != 0)
+    if (getsockname(bufferevent_getfd(stream->socket), (struct sockaddr *)&stream->local, &stream->local_length) != 0)
         stream->local_length = 0;
 }
 
+/* TCP: the connect completed. TLS: the handshake completed (libevent reports no earlier connect). */
 static void connected(csip_io_stream *stream) {
+    if (stream->state == STATE_CONNECTING && stream->ssl != NULL) {
+        stream->state = STATE_OPEN;
+        event_del(stream->deadline);
+        if (stream->local_length == 0)
+            remember_local_address(stream);
+        if (stream->callbacks.on_handshake != NULL)
+            stream->callbacks.on_handshake(stream->ctx);
+        return;
+    }
     if (stream->state == STATE_CONNECTING) {
         stream->state = STATE_OPEN;
         bufferevent_set_timeouts(stream->bev, NULL, NULL);
@@ -199,8 +347,43 @@ static void read_cb(struct bufferevent *bev, void *arg) {
 
 static void write_cb(struct bufferevent *bev, void *arg) {
     csip_io_stream *stream = arg;
+    if (stream->ssl != NULL) {
+        continue_tls_close(stream);
+        return;
+    }
     if (stream->state == STATE_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         finish(stream, stream->close_reason);
+}
+
+/* Events of a TLS stream's filter: its own failures, and the socket's errors and EOF passed on. */
+static void tls_event(csip_io_stream *stream, short what, int error) {
+    int reason;
+    if (what & BEV_EVENT_ERROR) {
+        if (record_tls_failure(stream)) {
+            fail_tls(stream);
+            return;
+        }
+        if (error == 0) {
+            socklen_t length = sizeof(error);
+            getsockopt(bufferevent_getfd(stream->socket), SOL_SOCKET, SO_ERROR, &error, &length);
+        }
+        reason = error > 0 ? -error : CSIP_IO_ERR_LIBEVENT;
+        reason = stream->close_reason != 0 ? stream->close_reason : reason;
+    } else if (what & BEV_EVENT_EOF) {
+        /* The filter reports close_notify before the plaintext read in the same pass: the peer's
+         * last messages are framed first. */
+        if (stream->state == STATE_OPEN)
+            frame_input(stream);
+        if (stream->state == STATE_CONNECTING)
+            reason = CSIP_IO_ERR_TLS_CLOSED;
+        else
+            reason = stream->state == STATE_CLOSING ? stream->close_reason : 0;
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        reason = stream->close_reason != 0 ? stream->close_reason : -ETIMEDOUT;
+    } else {
+        return;
+    }
+    finish_tls_later(stream, reason);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg) {
@@ -208,6 +391,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg) {
     csip_io_stream *stream = arg;
     if (what & BEV_EVENT_CONNECTED) {
         connected(stream);
+        return;
+    }
+    if (stream->ssl != NULL) {
+        tls_event(stream, what, error);
         return;
     }
     if (what & BEV_EVENT_TIMEOUT) {
@@ -232,11 +419,42 @@ static int set_up_bufferevent(csip_io_stream *stream, int fd) {
     stream->bev = bufferevent_socket_new(stream->loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (stream->bev == NULL)
         return CSIP_IO_ERR_LIBEVENT;
+    stream->socket = stream->bev;
     /* SIP messages are written whole; Nagle would only delay the next one. */
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     bufferevent_setcb(stream->bev, read_cb, write_cb, event_cb, stream);
     bufferevent_set_max_single_read(stream->bev, MAX_SINGLE_READ);
+    return 0;
+}
+
+/*
+ * Puts libevent's OpenSSL filter over the socket's bufferevent (which it then owns, with the SSL).
+ * Framing and closing keep working on stream->bev, now the filter; the socket's bufferevent keeps
+ * its connect, its errors (errno) and its EOF, which the filter passes on.
+ */
+static int wrap_in_tls(csip_io_stream *stream, SSL *ssl, enum bufferevent_ssl_state state) {
+    stream->deadline = event_new(stream->loop->base, -1, 0, deadline_cb, stream);
+    if (stream->deadline == NULL) {
+        SSL_free(ssl);
+        return CSIP_IO_ERR_LIBEVENT;
+    }
+    /* With BEV_OPT_CLOSE_ON_FREE the filter frees the SSL even when it cannot be created. */
+    struct bufferevent *filter =
+        bufferevent_openssl_filter_new(stream->loop->base, stream->socket, ssl, state, BEV_OPT_CLOSE_ON_FREE);
+    if (filter == NULL)
+        return CSIP_IO_ERR_LIBEVENT;
+    stream->bev = filter;
+    stream->ssl = ssl;
+    /* A peer may close TCP without close_notify once the handshake is done (an EOF, not an error);
+     * one that does so during the handshake fails it (see tls_event). */
+    bufferevent_openssl_set_allow_dirty_shutdown(filter, 1);
+    bufferevent_setcb(filter, read_cb, write_cb, event_cb, stream);
+    bufferevent_set_max_single_read(filter, MAX_SINGLE_READ);
+    stream->socket_output_watch = evbuffer_add_cb(bufferevent_get_output(stream->socket), socket_output_cb, stream);
+    if (stream->socket_output_watch == NULL)
+        return CSIP_IO_ERR_LIBEVENT;
+    arm_deadline(stream, CONNECT_TIMEOUT_SECONDS);
     return 0;
 }
 
@@ -267,13 +485,13 @@ static void fail_later(csip_io_stream *stream, int reason) {
     event_active(stream->deferred, 0, 1);
 }
 
-void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length) {
-    if (stream->state != STATE_IDLE)
-        return;
+/* The TCP connect of csip_io_stream_connect and csip_io_stream_connect_tls (which has its own
+ * deadline, so no bufferevent timeout); 0, or -1 when it fails later. */
+static int open_connection(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length, int with_timeout) {
     int checked = csip_io_check_address_(to, to_length);
     if (checked != 0) {
         fail_later(stream, checked);
-        return;
+        return -1;
     }
     memcpy(&stream->remote, to, to_length);
     stream->remote_length = to_length;
@@ -281,27 +499,62 @@ void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, s
     int fd = socket(to->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         fail_later(stream, -errno);
-        return;
+        return -1;
     }
     /* Connect here rather than in libevent, so an immediate failure keeps its errno. */
     if (connect(fd, to, to_length) != 0 && errno != EINPROGRESS) {
         int error = errno;
         close(fd);
         fail_later(stream, -error);
-        return;
+        return -1;
     }
     int result = set_up_bufferevent(stream, fd);
     if (result != 0) {
         close(fd);
         fail_later(stream, result);
-        return;
+        return -1;
     }
     stream->state = STATE_CONNECTING;
-    struct timeval timeout = {.tv_sec = CONNECT_TIMEOUT_SECONDS};
-    bufferevent_set_timeouts(stream->bev, NULL, &timeout);
+    if (with_timeout) {
+        struct timeval timeout = {.tv_sec = CONNECT_TIMEOUT_SECONDS};
+        bufferevent_set_timeouts(stream->bev, NULL, &timeout);
+    }
     /* Without an address libevent only waits for writability and checks SO_ERROR. */
     if (bufferevent_socket_connect(stream->bev, NULL, 0) != 0) {
         fail_later(stream, CSIP_IO_ERR_LIBEVENT);
+        return -1;
+    }
+    return 0;
+}
+
+void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length) {
+    if (stream->state != STATE_IDLE)
+        return;
+    if (open_connection(stream, to, to_length, 1) != 0)
+        return;
+    bufferevent_enable(stream->bev, EV_READ);
+}
+
+void csip_io_stream_connect_tls(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length,
+                                struct ssl_st *ssl) {
+    if (stream->state != STATE_IDLE) {
+        if (ssl != NULL)
+            SSL_free(ssl);
+        return;
+    }
+    if (ssl == NULL) {
+        fail_later(stream, CSIP_IO_ERR_TLS);
+        return;
+    }
+    if (open_connection(stream, to, to_length, 0) != 0) {
+        SSL_free(ssl);
+        return;
+    }
+    /* The filter starts the handshake as soon as reading is enabled: the ClientHello waits in the
+     * socket's output until the connect completes. */
+    int result = wrap_in_tls(stream, ssl, BUFFEREVENT_SSL_CONNECTING);
+    if (result != 0) {
+        fail_later(stream, result);
         return;
     }
     bufferevent_enable(stream->bev, EV_READ);
@@ -310,6 +563,23 @@ void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, s
 void csip_io_stream_start(csip_io_stream *stream) {
     if (stream->state == STATE_OPEN)
         bufferevent_enable(stream->bev, EV_READ | EV_WRITE);
+}
+
+void csip_io_stream_start_tls(csip_io_stream *stream, struct ssl_st *ssl) {
+    if (stream->state != STATE_OPEN || stream->ssl != NULL || ssl == NULL) {
+        if (ssl != NULL)
+            SSL_free(ssl);
+        if (stream->state < STATE_CLOSING)
+            fail_later(stream, CSIP_IO_ERR_TLS);
+        return;
+    }
+    int result = wrap_in_tls(stream, ssl, BUFFEREVENT_SSL_ACCEPTING);
+    if (result != 0) {
+        fail_later(stream, result);
+        return;
+    }
+    stream->state = STATE_CONNECTING; /* until the handshake completes */
+    bufferevent_enable(stream->bev, EV_READ | EV_WRITE);
 }
 
 int csip_io_stream_send(csip_io_stream *stream, const void *bytes, size_t length) {
@@ -340,9 +610,22 @@ const struct sockaddr *csip_io_stream_local_address(const csip_io_stream *stream
     return stream->local_length > 0 ? (const struct sockaddr *)&stream->local : NULL;
 }
 
+struct ssl_st *csip_io_stream_tls(const csip_io_stream *stream) {
+    return stream->state == STATE_CLOSED ? NULL : stream->ssl;
+}
+
+size_t csip_io_stream_tls_error_count(const csip_io_stream *stream) { return stream->tls_error_count; }
+
+unsigned long csip_io_stream_tls_error(const csip_io_stream *stream, size_t index) {
+    return index < stream->tls_error_count ? stream->tls_errors[index] : 0;
+}
+
+long csip_io_stream_tls_verify_result(const csip_io_stream *stream) { return stream->tls_verify_result; }
+
 void csip_io_stream_free(csip_io_stream *stream) {
-    if (stream->bev != NULL)
-        bufferevent_free(stream->bev);
+    release_bufferevents(stream);
+    if (stream->deadline != NULL)
+        event_free(stream->deadline);
     event_free(stream->deferred);
     free(stream);
 }

@@ -1,5 +1,5 @@
-/// The bytes of one received SIP message (a whole datagram, or one framed TCP message) and where it
-/// came from.
+/// The bytes of one received SIP message (a whole datagram, or one framed TCP or TLS message) and
+/// where it came from.
 ///
 /// The bytes are a borrowed view into the socket's receive buffer and are valid only inside the
 /// callback that receives them: copy them (once) if they must be kept.
@@ -12,7 +12,7 @@ public struct ReceivedMessage: ~Escapable {
     public let local: SocketAddress
     /// How it arrived.
     public let transport: Transport
-    /// The connection it arrived on, for TCP.
+    /// The connection it arrived on, for TCP and TLS.
     public let connection: StreamConnection?
 
     @_lifetime(borrow bytes)

@@ -3,7 +3,7 @@ public struct SIPIOError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of failure; new kinds can be added without breaking callers.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Kind: String, Hashable, Sendable {
-            case system, invalidAddress, framing, closed, nameNotFound, nameResolution, eventLoop
+            case system, invalidAddress, framing, closed, nameNotFound, nameResolution, eventLoop, tls
         }
 
         private let kind: Kind
@@ -23,6 +23,9 @@ public struct SIPIOError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let nameResolution = Code(.nameResolution)
         /// libevent failed without a system error.
         public static let eventLoop = Code(.eventLoop)
+        /// A TLS handshake, certificate verification or TLS protocol failure; the reason is
+        /// OpenSSL's (see `TLSError`).
+        public static let tls = Code(.tls)
 
         public var description: String { kind.rawValue }
     }

@@ -26,6 +26,8 @@ enum csip_io_error {
     CSIP_IO_ERR_FRAMING = -10001,       /* stream closed after a framing error (malformed, too large) */
     CSIP_IO_ERR_LIBEVENT = -10002,      /* a libevent call failed without setting errno */
     CSIP_IO_ERR_CLOSED = -10003,        /* the handle was already closed */
+    CSIP_IO_ERR_TLS = -10004,           /* OpenSSL failed a TLS stream: see csip_io_stream_tls_error */
+    CSIP_IO_ERR_TLS_CLOSED = -10005,    /* the peer closed the connection during the TLS handshake */
     CSIP_IO_ERR_DNS_NOT_FOUND = -10010, /* the name has no A/AAAA record (or does not exist) */
     CSIP_IO_ERR_DNS_TEMPORARY = -10011, /* the name server did not answer in time; try again */
     CSIP_IO_ERR_DNS_FAILED = -10012,    /* any other resolver failure */
@@ -140,9 +142,15 @@ void csip_io_udp_close(csip_io_udp *udp);
 /* Closes and frees; safe inside the socket's own batch callback (freed when it returns). */
 void csip_io_udp_free(csip_io_udp *udp);
 
-/* MARK: - TCP streams with SIP framing */
+/* MARK: - TCP and TLS streams with SIP framing */
 
 typedef struct csip_io_stream csip_io_stream;
+
+/* OpenSSL's SSL, opaque here: the caller configures it, a TLS stream only drives it. */
+struct ssl_st;
+
+/* OpenSSL error codes kept for a failed TLS stream. */
+#define CSIP_IO_TLS_MAX_ERRORS 4
 
 typedef struct csip_io_stream_callbacks {
     /* One complete SIP message (start line through body), contiguous. */
@@ -154,6 +162,9 @@ typedef struct csip_io_stream_callbacks {
      * or by csip_io_stream_close), otherwise a negative error (CSIP_IO_ERR_FRAMING after
      * on_malformed). Never called from inside csip_io_stream_close or csip_io_stream_connect. */
     void (*on_close)(void *ctx, int reason);
+    /* TLS streams only, may be NULL: the handshake completed, before any on_message;
+     * csip_io_stream_tls returns the SSL to read its outcome from. */
+    void (*on_handshake)(void *ctx);
 } csip_io_stream_callbacks;
 
 /* A stream that is not connected yet; attach callbacks, then csip_io_stream_connect. NULL on OOM. */
@@ -166,9 +177,32 @@ void csip_io_stream_attach(csip_io_stream *stream, const csip_io_stream_callback
 void csip_io_stream_connect(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length);
 /* Starts reading an accepted stream (call after attaching). */
 void csip_io_stream_start(csip_io_stream *stream);
+/* csip_io_stream_connect, then a TLS client handshake over the connection with `ssl`, which the
+ * caller configured (server name, verification, session to resume) and the stream owns from now on,
+ * whatever happens. Connect and handshake together must finish within 10 s (-ETIMEDOUT). Data sent
+ * before the handshake completes leaves after it. A NULL `ssl` closes with CSIP_IO_ERR_TLS and no
+ * recorded error. Failures: errors of the TCP connect as for csip_io_stream_connect; OpenSSL's
+ * (handshake, verification, alerts, later protocol errors) as CSIP_IO_ERR_TLS, with the codes kept;
+ * CSIP_IO_ERR_TLS_CLOSED when the peer closes during the handshake. */
+void csip_io_stream_connect_tls(csip_io_stream *stream, const struct sockaddr *to, socklen_t to_length,
+                                struct ssl_st *ssl);
+/* Instead of csip_io_stream_start for an accepted stream: a TLS server handshake with `ssl` (owned
+ * by the stream from now on), within 10 s; messages are delivered only after it completes. Call it
+ * after attaching and before anything is sent: what is sent from then on leaves after the handshake,
+ * what was sent before would leave in clear text. */
+void csip_io_stream_start_tls(csip_io_stream *stream, struct ssl_st *ssl);
+/* The stream's SSL, to read the handshake's outcome from; NULL for TCP and once closed. */
+struct ssl_st *csip_io_stream_tls(const csip_io_stream *stream);
+/* After on_close with CSIP_IO_ERR_TLS: the OpenSSL error codes (ERR_get_error values, oldest first,
+ * at most CSIP_IO_TLS_MAX_ERRORS) and the certificate verification result (X509_V_OK is 0) at the
+ * failure. */
+size_t csip_io_stream_tls_error_count(const csip_io_stream *stream);
+unsigned long csip_io_stream_tls_error(const csip_io_stream *stream, size_t index);
+long csip_io_stream_tls_verify_result(const csip_io_stream *stream);
 /* Queues bytes (copied). 0 or CSIP_IO_ERR_CLOSED once closing. */
 int csip_io_stream_send(csip_io_stream *stream, const void *bytes, size_t length);
-/* Stops reading, flushes pending output (up to 5 s), then closes; on_close follows later. */
+/* Stops reading, flushes pending output (up to 5 s; TLS: then close_notify), then closes; on_close
+ * follows later. */
 void csip_io_stream_close(csip_io_stream *stream);
 /* 1 while connecting or open, 0 once closing or closed. */
 int csip_io_stream_is_open(const csip_io_stream *stream);
