@@ -11,7 +11,7 @@ SHARED ?= $(abspath ../shared)
 
 # Debian packages the build and the tests need; bench adds the Kamailio anchor.
 BUILD_PACKAGES := pkg-config libevent-dev libxml2-dev libssl-dev
-TEST_PACKAGES := sip-tester libxml2-utils rtpengine-daemon
+TEST_PACKAGES := sip-tester libxml2-utils rtpengine-daemon openssl
 BENCH_PACKAGES := kamailio sysstat
 
 .PHONY: all deps deps-bench build release run test unit-test c-test fuzz fuzz-smoke integration-test \

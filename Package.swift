@@ -113,7 +113,7 @@ let package = Package(
             name: "SIPEdgeProxy",
             dependencies: [
                 "SIPMessage", "SIPEdgeIO", "SIPTransaction", "SIPDialog", "SIPEdgeConfig",
-                "SIPRECMetadata", "MediaEngine", "SIPRecording",
+                "SIPRECMetadata", "MediaEngine", "SIPRecording", "SIPEdgeTLS",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

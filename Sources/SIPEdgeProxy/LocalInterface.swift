@@ -17,14 +17,14 @@ struct LocalInterface: Sendable {
 
     init(index: Int, listen: ListenAddress) throws(SIPIOError) {
         self.index = index
-        self.transport = listen.transport == .tcp ? .tcp : .udp
+        self.transport = Transport(rawValue: listen.transport.rawValue) ?? .udp
         self.address = try SocketAddress(ipAddress: listen.host, port: listen.port)
         // The host as it appears in our URIs and Via (IPv6 in brackets).
         let hostText = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
         self.ipText = address.ipAddress
         var via: [UInt8] = []
         via.append(ascii: "Via: SIP/2.0/")
-        via.append(text: transport == .tcp ? "TCP" : "UDP")
+        via.append(text: transport.viaName)
         via.append(UInt8(ascii: " "))
         via.append(text: hostText)
         via.append(UInt8(ascii: ":"))
@@ -36,7 +36,7 @@ struct LocalInterface: Sendable {
         recordRoute.append(text: hostText)
         recordRoute.append(UInt8(ascii: ":"))
         recordRoute.append(decimal: Int(listen.port))
-        if transport == .tcp { recordRoute.append(ascii: ";transport=tcp") }
+        if transport != .udp { recordRoute.append(text: ";transport=\(transport.rawValue)") }
         recordRoute.append(ascii: ";lr>\r\n")
         self.recordRoute = recordRoute
     }
@@ -78,6 +78,7 @@ extension Transport {
         switch sipText.lowercased() {
         case "udp": self = .udp
         case "tcp": self = .tcp
+        case "tls": self = .tls
         default: return nil
         }
     }

@@ -3,6 +3,7 @@ import Synchronization
 import SIPDialog
 import SIPEdgeConfig
 import SIPEdgeIO
+import SIPEdgeTLS
 import SIPMessage
 import SIPTransaction
 
@@ -16,6 +17,7 @@ final class ProxyContext: @unchecked Sendable {
     let scanLimits: ScanLimits
     let dialogSettings: DialogSettings
     let dialogObserver: DialogObserver?
+    let tls: TLSContexts
     /// Seeds the hashes that key transactions and pick workers; random per process so that nobody
     /// outside can aim collisions at the tables.
     let hashSeed: UInt64
@@ -24,8 +26,9 @@ final class ProxyContext: @unchecked Sendable {
     /// Set once, before any loop runs; read-only afterwards.
     private(set) var workers: [Worker] = []
 
-    init(configuration: ProxyConfiguration, dialogObserver: DialogObserver?) throws(SIPIOError) {
+    init(configuration: ProxyConfiguration, tls: TLSContexts, dialogObserver: DialogObserver?) throws(SIPIOError) {
         self.configuration = configuration
+        self.tls = tls
         self.dialogObserver = dialogObserver
         self.dialogSettings = DialogSettings(
             t1Milliseconds: configuration.t1Milliseconds,

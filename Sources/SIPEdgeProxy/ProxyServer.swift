@@ -5,6 +5,7 @@ import MediaEngine
 import Synchronization
 import SIPEdgeConfig
 import SIPEdgeIO
+import SIPEdgeTLS
 import SIPTransaction
 
 /// The running proxy: N worker loops, each on its own thread, each with its own sockets on every
@@ -18,12 +19,14 @@ public final class ProxyServer: @unchecked Sendable {
 
     /// Prepares the proxy; nothing is bound yet.
     /// - Throws: `SIPIOError` when a listen address is not usable.
-    public init(configuration: ProxyConfiguration, logger: Logger, dialogObserver: DialogObserver? = nil)
+    /// - Parameter tls: the TLS contexts the configuration needs, built beforehand (see
+    ///   `TLSContexts`), so that certificate problems are reported as configuration errors.
+    public init(configuration: ProxyConfiguration, logger: Logger, tls: TLSContexts = .none, dialogObserver: DialogObserver? = nil)
         throws(SIPIOError)
     {
         self.configuration = configuration
         self.logger = logger
-        self.context = try ProxyContext(configuration: configuration, dialogObserver: dialogObserver)
+        self.context = try ProxyContext(configuration: configuration, tls: tls, dialogObserver: dialogObserver)
     }
 
     /// The number of worker loops: the configured count, or one per online core.
@@ -95,7 +98,7 @@ public final class ProxyServer: @unchecked Sendable {
             switch interface.transport {
             case .udp:
                 try UDPSocket(loop: loop, bindTo: interface.address, reusePort: false) { _ in }.close()
-            case .tcp:
+            case .tcp, .tls:
                 try StreamListener(loop: loop, bindTo: interface.address, reusePort: false) { _ in }.close()
             }
         }

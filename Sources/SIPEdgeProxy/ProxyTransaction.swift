@@ -11,6 +11,9 @@ struct Hop {
     var address: SocketAddress
     var interfaceIndex: Int
     var connection: StreamConnection?
+    /// For a new TLS connection: the context and the identity to verify (an SRS's own settings);
+    /// nil means the global client context and the address as identity.
+    var tls: TLSClientOptions? = nil
 }
 
 /// One request the proxy handles statefully: its server transaction toward the sender, the client
@@ -115,6 +118,8 @@ enum TimerPurpose {
     case recordingForget(RecordingDriver)
     /// An INVITE to an SRS that was given up is forgotten.
     case recordingAbandoned(RecordingTransaction)
+    /// An in-dialog request toward an SRS goes again after its connection dropped.
+    case recordingResend(RecordingTransaction)
 }
 
 /// Inputs for the server side, whichever kind of transaction it is.

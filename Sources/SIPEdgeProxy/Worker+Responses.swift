@@ -176,6 +176,12 @@ extension Worker {
             guard !transaction.isClientTerminated else { continue }
             performClient(transaction, actions: transaction.clientStep(.transportError), response: nil)
         }
+        for transaction in recordingTransactions.values
+        where transaction.hop.transport.isStream && transaction.hop.address == connection.remoteAddress
+            && !transaction.isTerminated && !transaction.isAbandoned
+        {
+            performRecordingClient(transaction, actions: transaction.step(.transportError), response: nil)
+        }
     }
 
     /// An ICMP error came back for a datagram sent to `address`: every client transaction waiting

@@ -2,6 +2,7 @@ import Logging
 import MediaEngine
 import SIPEdgeConfig
 import SIPEdgeIO
+import SIPEdgeTLS
 import SIPMessage
 import SIPRecording
 import SIPTransaction
@@ -63,6 +64,11 @@ final class Worker: @unchecked Sendable {
     var lastNumericHost: (String, UInt16, SocketAddress)?
     private var transactionSequence: UInt64 = 0
     private var tick: LoopTimer?
+    private var keepAlive: LoopTimer?
+    /// The SRS addresses this worker reached over TCP or TLS: their connections get CRLF keep-alives.
+    var recorderConnections: Set<SocketAddress> = []
+    /// RFC 5626 §4.4.1 suggests a keep-alive well within NAT and firewall idle timeouts.
+    static let keepAliveMilliseconds = 25_000
 
     init(index: Int, loop: EventLoop, context: ProxyContext, logger: Logger) {
         self.index = index
@@ -87,20 +93,27 @@ final class Worker: @unchecked Sendable {
                     self.receive(received, interfaceIndex: interfaceIndex)
                 }
                 udpSockets[interfaceIndex]?.onUnreachable = { [unowned self] address, _ in self.reportUnreachable(address) }
-            case .tcp:
+            case .tcp, .tls:
                 let interfaceIndex = interface.index
+                let tls = interface.transport == .tls ? context.tls.server : nil
                 listeners.append(
-                    try StreamListener(loop: loop, bindTo: interface.address, reusePort: true) { [unowned self] connection in
+                    try StreamListener(loop: loop, bindTo: interface.address, reusePort: true, tls: tls) { [unowned self] connection in
                         self.adopt(connection, interfaceIndex: interfaceIndex)
                     })
             }
         }
         tick = loop.scheduleRepeating(everyMilliseconds: 10) { [unowned self] in self.fireTimers() }
+        if context.configuration.recording.isEnabled {
+            keepAlive = loop.scheduleRepeating(everyMilliseconds: Self.keepAliveMilliseconds) { [unowned self] in
+                self.sendKeepAlives()
+            }
+        }
     }
 
     /// Stops listening; called on the loop thread at shutdown.
     func closeSockets() {
         tick?.cancel()
+        keepAlive?.cancel()
         for socket in udpSockets.values { socket.close() }
         for listener in listeners { listener.close() }
         udpSockets.removeAll()
@@ -189,9 +202,9 @@ final class Worker: @unchecked Sendable {
                 return
             }
             socket.send(bytes, to: hop.address)
-        case .tcp:
+        case .tcp, .tls:
             guard let connection = hop.connection ?? context.connections.lookup(hop.address) else {
-                connect(to: hop.address, interfaceIndex: hop.interfaceIndex).send(bytes)
+                connect(to: hop, interfaceIndex: hop.interfaceIndex).send(bytes)
                 return
             }
             guard connection.loop !== loop else {
@@ -216,12 +229,17 @@ final class Worker: @unchecked Sendable {
         } else if let pooled = context.connections.lookup(hop.address), pooled.loop === loop, pooled.isOpen {
             pooled.send(bytes)
         } else {
-            connect(to: hop.address, interfaceIndex: hop.interfaceIndex).send(bytes)
+            connect(to: hop, interfaceIndex: hop.interfaceIndex).send(bytes)
         }
     }
 
-    private func connect(to address: SocketAddress, interfaceIndex: Int) -> StreamConnection {
-        let connection = StreamConnection.connect(loop: loop, to: address)
+    private func connect(to hop: Hop, interfaceIndex: Int) -> StreamConnection {
+        var tls: TLSClientOptions?
+        if hop.transport == .tls {
+            // Without an SRS's own settings: the global context, the address as the identity.
+            tls = hop.tls ?? context.tls.global.map { TLSClientOptions(context: $0, serverName: hop.address.ipAddress) }
+        }
+        let connection = StreamConnection.connect(loop: loop, to: hop.address, tls: tls)
         counters[.connectionsOpened] += 1
         adopt(connection, interfaceIndex: interfaceIndex)
         return connection
@@ -251,7 +269,12 @@ final class Worker: @unchecked Sendable {
         connection.onClose = { [unowned self, unowned connection] error in
             self.context.connections.unregister(connection)
             if let error {
-                self.logger.debug("connection closed", metadata: ["peer": "\(connection.remoteAddress)", "error": "\(error)"])
+                if error.code == .tls {
+                    // OpenSSL's own reason: a certificate, handshake or protocol failure.
+                    self.logger.warning("TLS connection failed", metadata: ["peer": "\(connection.remoteAddress)", "reason": "\(error)"])
+                } else {
+                    self.logger.debug("connection closed", metadata: ["peer": "\(connection.remoteAddress)", "error": "\(error)"])
+                }
             }
             self.connectionClosed(connection, error: error)
         }
@@ -298,6 +321,7 @@ final class Worker: @unchecked Sendable {
             case .recordingSession(let driver, let timer): perform(driver, driver.machine.timerFired(timer))
             case .recordingForget(let driver): forgetRecording(driver)
             case .recordingAbandoned(let transaction): recordingAbandonmentEnded(transaction)
+            case .recordingResend(let transaction): resendRecordingRequest(transaction)
             }
         }
     }

@@ -211,9 +211,18 @@ for signal in [SIGTERM, SIGINT, SIGUSR1] { sigaddset(&signals, signal) }
 pthread_sigmask(SIG_BLOCK, &signals, nil)
 signal(SIGPIPE, SIG_IGN)
 
+// Certificates and keys are loaded (and matched) before anything listens: a bad one is a
+// configuration error naming its file.
+let tlsContexts: TLSContexts
+do {
+    tlsContexts = try TLSContexts(configuration: configuration)
+} catch {
+    fail("bad TLS configuration: \(error)", status: 2)
+}
+
 let server: ProxyServer
 do {
-    server = try ProxyServer(configuration: configuration, logger: logger)
+    server = try ProxyServer(configuration: configuration, logger: logger, tls: tlsContexts)
     try server.start()
 } catch {
     fail("cannot start: \(error)", status: 1)

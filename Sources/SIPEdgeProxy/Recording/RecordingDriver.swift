@@ -36,6 +36,8 @@ final class RecordingDriver {
     var leg: Leg?
     /// The last offer from the media engine, and the streams it labels.
     var offerSDP: String?
+    /// The media security `offerSDP` was made for.
+    var offerSecurity: MediaSecurity?
     var streams: [MediaStreamLabel] = []
     /// The SDP of the SRS's last answer, for the subscribe answer.
     var answerSDP: String?
@@ -142,6 +144,8 @@ final class RecordingTransaction {
     /// Given up (no answer in time, no provisional to CANCEL): only a late 2xx still matters.
     var isAbandoned = false
     var isTerminated = false
+    /// How often this request was sent again after its stream connection dropped.
+    var resends = 0
     /// Our CANCEL of this INVITE, once sent.
     var cancel: RecordingTransaction?
     /// The ACK for each 2xx, built once (retransmitted 2xx get the same ACK, §13.2.2.4).

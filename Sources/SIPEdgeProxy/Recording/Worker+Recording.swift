@@ -2,6 +2,7 @@ import Logging
 import MediaEngine
 import SIPEdgeConfig
 import SIPEdgeIO
+import SIPEdgeTLS
 import SIPMessage
 import SIPRECMetadata
 import SIPRecording
@@ -51,16 +52,44 @@ extension Worker {
         if driver.machine.isFinished { finish(driver) }
     }
 
-    private func subscribe(_ driver: RecordingDriver) {
+    /// rtpengine flags for the media security an SRS asks for, whatever the call's legs use: plain
+    /// RTP/AVP with no SDES, or RTP/SAVP offering only the SRS's SDES suites.
+    static func securityFlags(_ security: MediaSecurity) -> [String] {
+        switch security {
+        case .rtp:
+            return ["SDES-off", "transport-protocol=RTP/AVP"]
+        case .sdes(let suites):
+            let excluded = MediaSecurity.knownSuites.filter { !suites.contains($0) }
+            return ["transport-protocol=RTP/SAVP"] + excluded.map { "SDES=no-\($0)" }
+        }
+    }
+
+    private func subscribe(_ driver: RecordingDriver, for target: SRSTarget? = nil, then next: ((Bool) -> Void)? = nil) {
         let call = driver.call
+        let srs = target ?? driver.srs ?? driver.instance.srs[0]
+        let security = srs.mediaSecurity
         call.engine.subscribeRequest(
-            callID: call.callID, subscriptionTag: driver.subscriptionTag, flags: driver.instance.mediaFlags,
-            mediaAddress: driver.instance.mediaAddress
+            callID: call.callID, subscriptionTag: driver.subscriptionTag,
+            flags: Self.securityFlags(security) + driver.instance.mediaFlags, mediaAddress: driver.instance.mediaAddress
         ) { [unowned self] result in
+            if let next {
+                // A re-offer for a failover SRS with other media security: the session does not see it.
+                guard case .success(let subscription) = result else {
+                    self.counters[.mediaEngineFailures] += 1
+                    next(false)
+                    return
+                }
+                driver.offerSDP = subscription.sdp
+                driver.streams = subscription.streams
+                driver.offerSecurity = security
+                next(true)
+                return
+            }
             switch result {
             case .success(let subscription):
                 driver.offerSDP = subscription.sdp
                 driver.streams = subscription.streams
+                driver.offerSecurity = security
             case .failure(let error):
                 self.counters[.mediaEngineFailures] += 1
                 driver.logger.warning("media engine refused the recording subscription", metadata: ["error": "\(error)"])
@@ -146,11 +175,38 @@ extension Worker {
         if let leg = driver.leg, recordingsByCallID[leg.callID] === driver { recordingsByCallID.removeValue(forKey: leg.callID) }
     }
 
+    /// A double CRLF on every open connection to an SRS (RFC 5626 §4.4.1), so that idle ones
+    /// survive NATs and firewalls and a dead one shows up as a transport error.
+    func sendKeepAlives() {
+        for address in recorderConnections {
+            guard let connection = context.connections.lookup(address) else {
+                recorderConnections.remove(address)
+                continue
+            }
+            if connection.loop === loop, connection.isOpen { connection.send(Self.keepAlivePing) }
+        }
+    }
+
+    static let keepAlivePing: [UInt8] = Array("\r\n\r\n".utf8)
+
     // MARK: Requests toward the SRS
 
     private func sendInitialInvite(_ driver: RecordingDriver, srs index: Int) {
         if let old = driver.leg, recordingsByCallID[old.callID] === driver { recordingsByCallID.removeValue(forKey: old.callID) }
         let srs = driver.instance.srs[index]
+        if driver.offerSecurity != srs.mediaSecurity {
+            // The next SRS wants other media security (say, no SRTP): a new offer first, so a
+            // recorder that cannot do SRTP never gets an SRTP offer.
+            subscribe(driver, for: srs) { [unowned self] succeeded in
+                guard driver.machine.phase == .inviting, driver.machine.attempt == index else { return }
+                if succeeded {
+                    self.sendInitialInvite(driver, srs: index)
+                } else {
+                    self.perform(driver, driver.machine.inviteFailed(attempt: index, reason: .transportError))
+                }
+            }
+            return
+        }
         let leg = RecordingDriver.Leg(srsIndex: index, callID: makeOwnedCallID(), localTag: makeTag(), remoteTarget: srs.uri)
         driver.leg = leg
         recordingsByCallID[leg.callID] = driver
@@ -164,8 +220,13 @@ extension Worker {
             switch result {
             case .success(let address):
                 let interface = self.recordingInterface(for: driver.instance, transport: target.transport, address: address)
-                let hop = Hop(transport: target.transport, address: address, interfaceIndex: interface.index, connection: nil)
+                var hop = Hop(transport: target.transport, address: address, interfaceIndex: interface.index, connection: nil)
+                if target.transport == .tls, let tls = self.context.tls.client(for: srs.tls) {
+                    // The certificate must name the URI's host (or the configured server name).
+                    hop.tls = TLSClientOptions(context: tls, serverName: srs.tls.serverName ?? target.host)
+                }
                 driver.leg?.hop = hop
+                if hop.transport.isStream { self.recorderConnections.insert(address) }
                 self.startTransaction(driver, purpose: .initialInvite(attempt: index), method: "INVITE", body: body, extra: driver.extraHeaders)
             case .failure(let error):
                 driver.logger.warning("recorder address unresolvable", metadata: ["srs": "\(srs)", "error": "\(error)"])
@@ -221,14 +282,12 @@ extension Worker {
         output.reserveCapacity(1024 + (body?.bytes.count ?? 0))
         let requestURI = purpose == .bye || purpose == .reInvite ? leg.remoteTarget : driver.instance.srs[leg.srsIndex].uri
         output.append(text: "\(method) \(requestURI) SIP/2.0\r\n")
-        output.append(contentsOf: interface.viaPrefix)
-        BranchFormat.append(loopHash: 0, transactionID: id, to: &output)
-        output.append(ascii: ";rport\r\n")
+        appendVia(from: interface, transport: hop.transport, transactionID: id, to: &output)
         output.append(ascii: "Max-Forwards: 70\r\n")
         appendDialogHeaders(leg, driver: driver, method: method, cseq: leg.cseq, to: &output)
         for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
         if method == "INVITE" {
-            output.append(text: "Contact: <sip:\(interface.uriHostPort)\(interface.transport == .tcp ? ";transport=tcp" : "")>;+sip.src\r\n")
+            output.append(text: interface.srcContactLine)
             output.append(ascii: "Require: siprec\r\n")
             output.append(ascii: "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
         }
@@ -260,6 +319,18 @@ extension Worker {
         output.append(text: "To: \(Self.nameAddr(to))\(leg.remoteTag.map { ";tag=\($0)" } ?? "")\r\n")
         output.append(text: "Call-ID: \(leg.callID)\r\n")
         output.append(text: "CSeq: \(cseq) \(method)\r\n")
+    }
+
+    /// Our Via for a request toward an SRS: the interface's own prefix, or its address with the
+    /// transport the request really leaves by (a TLS SRS reached without a TLS listener).
+    private func appendVia(from interface: LocalInterface, transport: Transport, transactionID: UInt64, to output: inout [UInt8]) {
+        if interface.transport == transport {
+            output.append(contentsOf: interface.viaPrefix)
+        } else {
+            output.append(text: "Via: SIP/2.0/\(transport.viaName) \(interface.uriHostPort);branch=")
+        }
+        BranchFormat.append(loopHash: 0, transactionID: transactionID, to: &output)
+        output.append(ascii: ";rport\r\n")
     }
 
     static func nameAddr(_ uri: String) -> String { uri.hasPrefix("<") || uri.contains("<") ? uri : "<\(uri)>" }
@@ -322,9 +393,16 @@ extension Worker {
             case .initialInvite(let attempt):
                 let reason: AttemptFailure = failure == .transportError ? .transportError : .timeout
                 perform(driver, driver.machine.inviteFailed(attempt: attempt, reason: reason))
-            case .reInvite:
-                perform(driver, driver.machine.reInviteCompleted(statusCode: failure == .transportError ? 503 : 408))
-            case .bye, .cancel:
+            case .reInvite, .bye:
+                // A dropped stream connection: the request goes again on a new one, after a back-off
+                // (the BYE must reach the SRS); the session hears of the failure only at the end.
+                if failure == .transportError, transaction.hop.transport.isStream, transaction.resends < 3 {
+                    let delay = 500 << transaction.resends
+                    _ = schedule(.recordingResend(transaction), afterMilliseconds: delay)
+                } else if transaction.purpose == .reInvite {
+                    perform(driver, driver.machine.reInviteCompleted(statusCode: failure == .transportError ? 503 : 408))
+                }
+            case .cancel:
                 break
             }
         }
@@ -339,6 +417,23 @@ extension Worker {
         cancelTimers(&transaction.timers)
         if recordingTransactions[transaction.id] === transaction { recordingTransactions.removeValue(forKey: transaction.id) }
         if transaction.driver.pendingInvite === transaction { transaction.driver.pendingInvite = nil }
+    }
+
+    /// Sends a failed in-dialog request again, as a new client transaction under the same branch.
+    func resendRecordingRequest(_ failed: RecordingTransaction) {
+        let driver = failed.driver
+        guard recordingTransactions[failed.id] == nil, driver.leg?.hop != nil else { return }
+        let reliable = failed.hop.transport.isReliable
+        let client: ProxyTransaction.ClientSide =
+            failed.method == .invite
+            ? .invite(ClientInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
+            : .nonInvite(ClientNonInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
+        let again = RecordingTransaction(id: failed.id, purpose: failed.purpose, bytes: failed.bytes, hop: failed.hop, client: client, driver: driver)
+        again.resends = failed.resends + 1
+        recordingTransactions[again.id] = again
+        if failed.purpose == .reInvite { driver.pendingInvite = again }
+        driver.logger.info("resending to the recorder on a new connection", metadata: ["attempt": "\(again.resends)"])
+        performRecordingClient(again, actions: again.step(.start), response: nil)
     }
 
     func recordingAbandonmentEnded(_ transaction: RecordingTransaction) {
@@ -419,8 +514,11 @@ extension Worker {
         let next = driver.leg?.routeSet.first ?? driver.leg?.remoteTarget ?? ""
         if let target = try? SRSTarget(parsing: Self.bareURI(next)), let hop = driver.leg?.hop {
             let nextHop = NextHopTarget(srs: target)
-            if let address = numericAddress(nextHop) {
-                driver.leg?.hop = Hop(transport: nextHop.transport, address: address, interfaceIndex: hop.interfaceIndex, connection: nil)
+            if let address = numericAddress(nextHop), address != hop.address || nextHop.transport != hop.transport {
+                // The SRS's Contact names another place; its identity is checked there too.
+                var moved = Hop(transport: nextHop.transport, address: address, interfaceIndex: hop.interfaceIndex, connection: nil)
+                if nextHop.transport == .tls, let tls = hop.tls { moved.tls = TLSClientOptions(context: tls.context, serverName: nextHop.host) }
+                driver.leg?.hop = moved
             }
         }
     }
@@ -438,9 +536,7 @@ extension Worker {
             let interface = context.interfaces.all[hop.interfaceIndex]
             var output: [UInt8] = []
             output.append(text: "ACK \(leg.remoteTarget) SIP/2.0\r\n")
-            output.append(contentsOf: interface.viaPrefix)
-            BranchFormat.append(loopHash: 0, transactionID: nextTransactionID(), to: &output)
-            output.append(ascii: ";rport\r\n")
+            appendVia(from: interface, transport: hop.transport, transactionID: nextTransactionID(), to: &output)
             output.append(ascii: "Max-Forwards: 70\r\n")
             appendDialogHeaders(leg, driver: driver, method: "ACK", cseq: leg.cseq, to: &output)
             for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
@@ -464,9 +560,8 @@ extension Worker {
         for (method, cseq) in [("ACK", number), ("BYE", number + 1)] {
             var output: [UInt8] = []
             output.append(text: "\(method) \(invite.requestURI.map { invite.text($0.range) } ?? "") SIP/2.0\r\n")
-            output.append(contentsOf: interface.viaPrefix)
-            BranchFormat.append(loopHash: 0, transactionID: nextTransactionID(), to: &output)
-            output.append(ascii: ";rport\r\nMax-Forwards: 70\r\n")
+            appendVia(from: interface, transport: transaction.hop.transport, transactionID: nextTransactionID(), to: &output)
+            output.append(ascii: "Max-Forwards: 70\r\n")
             output.append(text: "From: \(from)\r\nTo: \(to)\r\nCall-ID: \(callID)\r\nCSeq: \(cseq) \(method)\r\nContent-Length: 0\r\n\r\n")
             send(output, to: transaction.hop)
         }
@@ -506,7 +601,7 @@ extension Worker {
             }
             var extra: [UInt8] = []
             if let interface = driver.leg?.hop.map({ context.interfaces.all[$0.interfaceIndex] }) {
-                extra.append(text: "Contact: <sip:\(interface.uriHostPort)\(interface.transport == .tcp ? ";transport=tcp" : "")>;+sip.src\r\n")
+                extra.append(text: interface.srcContactLine)
             }
             extra.append(ascii: "Require: siprec\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
             let body = driver.offerSDP.map { Array($0.utf8) } ?? []
@@ -529,8 +624,8 @@ extension Worker {
 extension NextHopTarget {
     init(srs: SRSTarget) {
         host = srs.host.hasPrefix("[") ? String(srs.host.dropFirst().dropLast()) : srs.host
-        port = srs.port
-        transport = srs.transport == .tcp ? .tcp : .udp
+        transport = srs.transport.flatMap { Transport(rawValue: $0.rawValue) } ?? .udp
+        port = srs.port ?? (transport == .tls ? 5061 : 5060)  // RFC 3261 §19.1.2
         address = try? SocketAddress(ipAddress: host, port: port ?? 5060)
     }
 }
@@ -539,6 +634,11 @@ extension LocalInterface {
     /// `host:port` as our URIs name this interface (IPv6 in brackets).
     var uriHostPort: String {
         ipText.contains(":") ? "[\(ipText)]:\(address.port)" : "\(ipText):\(address.port)"
+    }
+
+    /// The Contact of a recording session's requests and answers (RFC 7866 §6.1: `+sip.src`).
+    var srcContactLine: String {
+        "Contact: <sip:\(uriHostPort)\(transport == .udp ? "" : ";transport=\(transport.rawValue)")>;+sip.src\r\n"
     }
 }
 
