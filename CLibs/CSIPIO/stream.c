@@ -374,6 +374,10 @@ static void tls_event(csip_io_stream *stream, short what, int error) {
          * last messages are framed first. */
         if (stream->state == STATE_OPEN)
             frame_input(stream);
+        /* The peer ended a healthy session: OpenSSL would otherwise count the missing close_notify
+         * of ours as a failure at SSL_free and make the session unresumable. */
+        if (stream->ssl != NULL && SSL_is_init_finished(stream->ssl))
+            SSL_set_shutdown(stream->ssl, SSL_get_shutdown(stream->ssl) | SSL_SENT_SHUTDOWN);
         if (stream->state == STATE_CONNECTING)
             reason = CSIP_IO_ERR_TLS_CLOSED;
         else

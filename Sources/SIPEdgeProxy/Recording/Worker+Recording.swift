@@ -287,7 +287,7 @@ extension Worker {
         appendDialogHeaders(leg, driver: driver, method: method, cseq: leg.cseq, to: &output)
         for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
         if method == "INVITE" {
-            output.append(text: interface.srcContactLine)
+            output.append(text: interface.srcContactLine(transport: hop.transport, secure: driver.instance.srs[leg.srsIndex].isSIPSURI))
             output.append(ascii: "Require: siprec\r\n")
             output.append(ascii: "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
         }
@@ -601,7 +601,7 @@ extension Worker {
             }
             var extra: [UInt8] = []
             if let interface = driver.leg?.hop.map({ context.interfaces.all[$0.interfaceIndex] }) {
-                extra.append(text: interface.srcContactLine)
+                extra.append(text: interface.srcContactLine(transport: inbound.transport, secure: driver.srs?.isSIPSURI ?? false))
             }
             extra.append(ascii: "Require: siprec\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
             let body = driver.offerSDP.map { Array($0.utf8) } ?? []
@@ -636,9 +636,13 @@ extension LocalInterface {
         ipText.contains(":") ? "[\(ipText)]:\(address.port)" : "\(ipText):\(address.port)"
     }
 
-    /// The Contact of a recording session's requests and answers (RFC 7866 §6.1: `+sip.src`).
-    var srcContactLine: String {
-        "Contact: <sip:\(uriHostPort)\(transport == .udp ? "" : ";transport=\(transport.rawValue)")>;+sip.src\r\n"
+    /// The Contact of a recording session's requests and answers (RFC 7866 §6.1: `+sip.src`), with
+    /// the transport the session uses. Without a listener of that transport the SRS can only reach
+    /// us over the connection the session opened (give the proxy a `tls:` listener for TLS SRSs).
+    /// A `sips:` SRS gets a `sips:` Contact (RFC 5630 §3.1.3).
+    func srcContactLine(transport: Transport, secure: Bool) -> String {
+        if secure { return "Contact: <sips:\(uriHostPort)>;+sip.src\r\n" }
+        return "Contact: <sip:\(uriHostPort)\(transport == .udp ? "" : ";transport=\(transport.rawValue)")>;+sip.src\r\n"
     }
 }
 
