@@ -23,6 +23,7 @@ import media
 import pyua
 from harness import HarnessError, ManagedProcess, ProxyEndpoints, Sipp
 from rtpengine import RtpEngine
+from tlscerts import TestPki
 
 
 def pytest_addoption(parser):
@@ -45,6 +46,12 @@ def proxy_kind(request) -> str:
     if kind == "kamailio" and shutil.which("kamailio") is None:
         pytest.skip("kamailio not installed (make deps-bench installs it)")
     return kind
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> TestPki:
+    """The test CA and the certificates of the TLS tests, made once per run with `openssl`."""
+    return TestPki(tmp_path_factory.mktemp("pki")).generate()
 
 
 # ----------------------------------------------------------------------------- failure logs

@@ -86,6 +86,7 @@ class RtpPacket:
     sequence: int
     ssrc: int
     payload: bytes
+    raw: bytes = b""  # the whole datagram (an SRTP packet is decrypted from it)
 
     @property
     def party(self) -> str | None:
@@ -108,7 +109,7 @@ def parse_rtp(data: bytes, arrived: float, source) -> RtpPacket | None:
         end -= data[-1]  # padding
     sequence, = struct.unpack_from("!H", data, 2)
     ssrc, = struct.unpack_from("!I", data, 8)
-    return RtpPacket(arrived, source, data[1] & 0x7F, sequence, ssrc, data[offset:end])
+    return RtpPacket(arrived, source, data[1] & 0x7F, sequence, ssrc, data[offset:end], data)
 
 
 def rtp_packet(sequence: int, timestamp: int, ssrc: int, payload: bytes, payload_type: int = 0) -> bytes:

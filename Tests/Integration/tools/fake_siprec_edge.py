@@ -11,8 +11,18 @@ It takes the proxy's flags (--listen, --upstream, --srs, --rtpengine, --skip-fai
 --srs-timeout-ms, --config with a recording section) and logs a `counters` line on SIGUSR1.
 FAKE_FAULT=nopause (hold does not pause the fork), swap (metadata labels given to the wrong
 party) or nobye (no BYE to the SRS at call end) plants a fault the tests must catch.
+
+TLS and TCP (for test_tls.py): SRS URIs sips:, ;transport=tls and ;transport=tcp over one
+connection per SRS (Python's ssl: verification against --tls-ca or the SRS's ca_file, IP SANs,
+server_name, client certificates, TLS 1.2-1.3, session resumption; no TLS 1.3 cipher suite
+setting: Python cannot), failover on a failed connection or handshake with OpenSSL's reason in
+the log, reconnection when a request is due; per-SRS media rtp/sdes (transport-protocol on the
+subscribe); --listen tls: with double Record-Route toward a UDP upstream; start-up checks of the
+certificate and key. FAKE_FAULT=noverify (SRS certificates accepted unchecked), noreconnect
+(requests for a dropped SRS connection are lost) or sdesleak (no transport-protocol on the
+subscribe) plants a fault.
 """
-import argparse, base64, hashlib, os, re, secrets, select, signal, socket, sys, time, uuid
+import argparse, base64, hashlib, os, re, secrets, select, signal, socket, ssl, sys, time, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,26 +43,70 @@ ap.add_argument("--rtpengine")
 ap.add_argument("--skip-failover-codes")
 ap.add_argument("--srs-timeout-ms", type=int, default=5000)
 ap.add_argument("--config")
+ap.add_argument("--tls-ca")
+ap.add_argument("--tls-cert")
+ap.add_argument("--tls-key")
+ap.add_argument("--tls-ciphers")
+ap.add_argument("--tls-ciphersuites")
 args = ap.parse_args()
+FAULT = os.environ.get("FAKE_FAULT", "")
 
-udp_port = tcp_port = None
+def fail_start(message):
+    print(f"siprec-edge: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+udp_port = tcp_port = tls_port = None
 for l in args.listen:
     t, h, p = l.split(":")
     if t == "udp": udp_port = int(p)
+    elif t == "tls": tls_port = int(p)
     else: tcp_port = int(p)
 up_port = int(args.upstream.split(":")[2].split(";")[0])
 
 rules = []
 ng_uri = args.rtpengine
+tls_global = {}
+SRS_SETTINGS = {}  # SRS URI -> its mapping (tls, media, srtp_suites)
+def srs_uris(entries):
+    uris = []
+    for e in entries if isinstance(entries, list) else [entries]:
+        if isinstance(e, dict):
+            SRS_SETTINGS[e["uri"]] = e; uris.append(e["uri"])
+        else:
+            uris += [u.strip() for u in str(e).split(",") if u.strip()]
+    return uris
 if args.config:
     import yaml
-    conf = yaml.safe_load(open(args.config))["recording"]
+    whole = yaml.safe_load(open(args.config))
+    tls_global = whole.get("tls") or {}
+    conf = whole.get("recording") or {}
     eng = conf.get("rtpengine")
     ng_uri = eng[0] if isinstance(eng, list) else eng
-    rules = conf["rules"]
-elif args.srs:
-    rules = [{"name": "flag", "match": {}, "instances": [{"name": "default", "srs": args.srs.split(",")}]}]
-ng = NgClient(int(ng_uri.split(":")[2]))
+    rules = conf.get("rules", [])
+    for rule in rules:
+        for inst in rule["instances"]:
+            inst["srs"] = srs_uris(inst["srs"])
+if args.srs:
+    rules = [{"name": "flag", "match": {}, "instances": [{"name": "default", "srs": srs_uris(args.srs.split(","))}]}]
+if args.tls_ca: tls_global["ca_file" if os.path.isfile(args.tls_ca) else "ca_directory"] = args.tls_ca
+if args.tls_cert: tls_global["certificate"] = args.tls_cert
+if args.tls_key: tls_global["private_key"] = args.tls_key
+if args.tls_ciphers: tls_global["ciphers"] = args.tls_ciphers
+
+def check_pair(cert, key):
+    for path in (cert, key):
+        if path is None: continue
+        if not os.access(path, os.R_OK): fail_start(f"{path}: cannot read the file")
+    if cert and key:
+        try: ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+        except ssl.SSLError as e: fail_start(f"{key} does not go with {cert}, or one is not PEM: {e}")
+if tls_port and not (tls_global.get("certificate") and tls_global.get("private_key")):
+    fail_start("--listen tls: needs --tls-cert and --tls-key")
+check_pair(tls_global.get("certificate"), tls_global.get("private_key"))
+for settings in SRS_SETTINGS.values():
+    t = settings.get("tls") or {}
+    check_pair(t.get("certificate"), t.get("private_key"))
+ng = NgClient(int(ng_uri.split(":")[2])) if ng_uri else None
 skip = re.compile(args.skip_failover_codes) if args.skip_failover_codes else None
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -78,8 +132,163 @@ def render(start, headers, body=b""):
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 def port_of_uri(uri):
-    m = re.search(r"sip:(?:[^@>]*@)?[\d.]+:(\d+)", uri)
-    return int(m.group(1))
+    m = re.search(r"sips?:(?:[^@>]*@)?[\d.]+(?::(\d+))?", uri)
+    if m.group(1): return int(m.group(1))
+    return 5061 if transport_of(uri) == "tls" else 5060
+
+def transport_of(uri):
+    if uri.startswith("sips:"): return "tls"
+    m = re.search(r";transport=(\w+)", uri, re.IGNORECASE)
+    return m.group(1).lower() if m else "udp"
+
+# ----------------------------------------------------------------------------- streams
+
+class StreamConn:
+    def __init__(s, sock, kind, peer_port, key=None):
+        s.sock, s.kind, s.peer_port, s.key = sock, kind, peer_port, key
+        s.buf = b""
+
+streams = {}  # socket -> StreamConn (SRS connections and edge connections)
+srs_pool = {}  # (transport, port) -> StreamConn
+tls_sessions = {}  # (port) -> ssl.SSLSession, for resumption
+
+class StreamError(Exception): pass
+
+contexts = {}
+def client_context(settings):
+    key = repr(sorted(((settings or {}).get("tls") or {}).items()))
+    if key not in contexts: contexts[key] = make_client_context(settings)
+    return contexts[key]
+
+def make_client_context(settings):
+    t = dict(tls_global); t.update((settings or {}).get("tls") or {})
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if t.get("ciphers"): ctx.set_ciphers(t["ciphers"])
+    if t.get("verify", True) is False or FAULT == "noverify":
+        ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx.load_verify_locations(cafile=t.get("ca_file"), capath=t.get("ca_directory"))
+    if t.get("certificate"): ctx.load_cert_chain(t["certificate"], t.get("private_key"))
+    return ctx, t.get("server_name")
+
+def srs_connection(uri, settings):
+    transport, port = transport_of(uri), port_of_uri(uri)
+    conn = srs_pool.get((transport, port))
+    if conn: return conn
+    try:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=2)
+    except OSError as e:
+        raise StreamError(f"connect to 127.0.0.1:{port}: {e.strerror or e}")
+    sock = raw
+    if transport == "tls":
+        ctx, name = client_context(settings)
+        try:
+            sock = ctx.wrap_socket(raw, server_hostname=name or "127.0.0.1", session=tls_sessions.get(port))
+        except (ssl.SSLError, OSError, ValueError) as e:
+            raw.close()
+            raise StreamError(f"TLS handshake with 127.0.0.1:{port}: {getattr(e, 'verify_message', None) or e}")
+    sock.setblocking(False)
+    conn = StreamConn(sock, "srs", port, (transport, port))
+    srs_pool[conn.key] = conn; streams[sock] = conn
+    log(f"connected to 127.0.0.1:{port} over {transport}" + (f" ({sock.version()}, resumed={sock.session_reused})" if transport == "tls" else ""))
+    return conn
+
+def drop_stream(conn, reason):
+    log(f"connection to 127.0.0.1:{conn.peer_port} closed: {reason}")
+    streams.pop(conn.sock, None)
+    if conn.key and srs_pool.get(conn.key) is conn: srs_pool.pop(conn.key)
+    try: conn.sock.close()
+    except OSError: pass
+    for call in list(calls.values()):
+        for sess in call.sessions:
+            if sess.state == "inviting" and conn.key == (transport_of(sess.srs[sess.idx]), port_of_uri(sess.srs[sess.idx])):
+                log(f"recorder failed, trying the next one: srs {sess.srs[sess.idx]} (127.0.0.1:{conn.peer_port}): {reason}")
+                attempt_failed(sess, 503)
+
+def stream_send(conn, data):
+    conn.sock.setblocking(True)
+    try: conn.sock.sendall(data)
+    finally: conn.sock.setblocking(False)
+
+def srs_send(data, uri, settings_uri):
+    """Sends toward an SRS (its URI, or its Contact in a dialog): UDP, or its connection."""
+    if transport_of(uri) == "udp":
+        send(data, port_of_uri(uri)); return
+    key = (transport_of(uri), port_of_uri(uri))
+    if key not in srs_pool and FAULT == "noreconnect" and any(k == key for k in dropped):
+        log(f"fault noreconnect: {data.split(b' ')[0].decode()} for 127.0.0.1:{key[1]} lost"); return
+    conn = srs_connection(uri, SRS_SETTINGS.get(settings_uri))
+    try: stream_send(conn, data)
+    except OSError as e:
+        drop_stream(conn, str(e)); raise StreamError(str(e))
+dropped = set()
+
+def read_stream(conn):
+    try:
+        data = conn.sock.recv(65536)
+        while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+            data += conn.sock.recv(65536)
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return
+    except (ssl.SSLError, OSError) as e:
+        dropped.add(conn.key); drop_stream(conn, str(e)); return
+    if not data:
+        dropped.add(conn.key); drop_stream(conn, "closed by the peer"); return
+    if conn.kind == "srs" and isinstance(conn.sock, ssl.SSLSocket) and conn.sock.session:
+        tls_sessions[conn.peer_port] = conn.sock.session
+    conn.buf += data
+    while True:
+        while conn.buf.startswith(b"\r\n\r\n"):
+            conn.buf = conn.buf[4:]
+            stream_send(conn, b"\r\n")
+        conn.buf = conn.buf.lstrip(b"\r\n") if conn.buf.startswith(b"\r\n") and len(conn.buf) > 4 else conn.buf
+        end = conn.buf.find(b"\r\n\r\n")
+        if end < 0: return
+        m = re.search(rb"(?im)^(?:content-length|l)\s*:\s*(\d+)", conn.buf[:end])
+        total = end + 4 + (int(m.group(1)) if m else 0)
+        if len(conn.buf) < total: return
+        message, conn.buf = conn.buf[:total], conn.buf[total:]
+        handle(message, None, conn)
+
+def via_for(uri):
+    t = transport_of(uri)
+    if t == "udp": return f"SIP/2.0/UDP 127.0.0.1:{udp_port}"
+    return f"SIP/2.0/{t.upper()} 127.0.0.1:{tls_port or udp_port}"
+
+def contact_for(uri):
+    t = transport_of(uri)
+    if uri.startswith("sips:"): return f"<sips:127.0.0.1:{tls_port or udp_port}>;+sip.src"
+    if t == "udp": return f"<sip:127.0.0.1:{udp_port}>;+sip.src"
+    return f"<sip:127.0.0.1:{udp_port};transport={t}>;+sip.src"
+
+edge_server = None
+if tls_port:
+    edge_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    edge_ctx.load_cert_chain(tls_global["certificate"], tls_global["private_key"])
+    edge_server = socket.socket(); edge_server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    edge_server.bind(("127.0.0.1", tls_port)); edge_server.listen(5)
+
+def edge_accept():
+    raw, peer = edge_server.accept()
+    raw.settimeout(2)
+    try: sock = edge_ctx.wrap_socket(raw, server_side=True)
+    except (ssl.SSLError, OSError) as e:
+        log(f"edge TLS handshake failed: {e}"); raw.close(); return
+    sock.setblocking(False)
+    streams[sock] = StreamConn(sock, "edge", peer[1])
+
+def edge_conn(port):
+    for conn in streams.values():
+        if conn.kind == "edge" and conn.peer_port == port: return conn
+    return None
+
+def send_to_via(data, via):
+    transport, host, port = sipmsg.via_sent_by(via)
+    if transport == "UDP": send(data, port); return
+    conn = edge_conn(port)
+    if conn: stream_send(conn, data)
+    else: log(f"no connection for {via}")
 
 def uri_of(v):
     m = re.search(r"<([^>]*)>", v)
@@ -120,7 +329,7 @@ class Session:
         s.to_tag = None; s.sdp = None; s.labels = {}
         s.state = "idle"; s.call_id = None; s.from_tag = None; s.remote_tag = None
         s.cseq = 0; s.contact = None; s.branch = None; s.provisional = False
-        s.paused = False; s.pending = None; s.inv_data = None; s.gen = 0
+        s.paused = False; s.pending = None; s.inv_data = None; s.gen = 0; s.media = None
 
 def headers_of(m): return list(m.headers)
 
@@ -157,8 +366,14 @@ def multipart(sdp, xml):
     return (f"--{BND}\r\nContent-Type: application/sdp\r\n\r\n").encode() + sdp.encode() + \
         (f"\r\n--{BND}\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n").encode() + xml + f"\r\n--{BND}--\r\n".encode()
 
+def media_of(sess):
+    return (SRS_SETTINGS.get(sess.srs[sess.idx]) or {}).get("media", "rtp")
+
 def subscribe(sess):
     extra = {"to-tag": sess.to_tag} if sess.to_tag else {}
+    sess.media = media_of(sess)
+    if FAULT != "sdesleak":
+        extra["transport-protocol"] = "RTP/SAVP" if sess.media == "sdes" else "RTP/AVP"
     r = ng.request("subscribe request", flags=["all", "siprec"], **{"call-id": sess.call.call_id}, **extra)
     sess.to_tag = r["to-tag"]; sess.sdp = r["sdp"]
     for tm in r["tag-medias"]:
@@ -171,17 +386,24 @@ def srs_request(sess, method, body=b"", ctype=None, extra=()):
     if method in ("INVITE",) and sess.state == "inviting": uri = sess.srs[sess.idx]
     sess.cseq += 1
     br = "z9hG4bK-src-" + secrets.token_hex(6)
-    h = [("Via", f"SIP/2.0/UDP 127.0.0.1:{udp_port};branch={br}"), ("Max-Forwards", "70"),
+    h = [("Via", f"{via_for(sess.srs[sess.idx])};branch={br}"), ("Max-Forwards", "70"),
          ("From", f"<{sess.inst.get('from_uri', sess.srs[sess.idx])}>;tag={sess.from_tag}"),
          ("To", f"<{sess.inst.get('to_uri', sess.srs[sess.idx])}>" + (f";tag={sess.remote_tag}" if sess.remote_tag else "")),
          ("Call-ID", sess.call_id), ("CSeq", f"{sess.cseq} {method}")]
     if method == "INVITE":
-        h.append(("Contact", f"<sip:127.0.0.1:{udp_port}>;+sip.src"))
+        h.append(("Contact", contact_for(sess.srs[sess.idx])))
         h.append(("Require", "siprec"))
     h += list(extra)
     if body: h.append(("Content-Type", ctype))
     data = render(f"{method} {uri} SIP/2.0", h, body)
-    send(data, port_of_uri(uri))
+    try:
+        srs_send(data, uri, sess.srs[sess.idx])
+    except StreamError as e:
+        if method == "INVITE" and sess.state == "inviting":
+            log(f"recorder failed, trying the next one: srs {sess.srs[sess.idx]} (127.0.0.1:{port_of_uri(uri)}): {e}")
+            sess.failed_now = True
+        else:
+            log(f"{method} to {uri} lost: {e}")
     return br, data, sess.cseq
 
 def start_attempt(sess):
@@ -194,15 +416,23 @@ def start_attempt(sess):
         n, v = hl.split(":", 1)
         v = re.sub(r"\{header:([^}]+)\}", lambda m: sess.call.invite.value(m.group(1)) or "", v.strip())
         extra.append((n.strip(), v))
+    if media_of(sess) != sess.media:
+        subscribe(sess)
+        sess.body = multipart(sess.sdp, metadata(sess))
     sess.body = multipart(sess.sdp, metadata(sess)) if not hasattr(sess, "body") else sess.body
+    sess.failed_now = False
     sess.branch, sess.inv_data, sess.inv_cseq = srs_request(sess, "INVITE", sess.body, f"multipart/mixed;boundary={BND}", extra)
     sess.gen += 1; g = sess.gen
+    if sess.failed_now:
+        timers.append((time.time(), lambda: sess.gen == g and sess.state == "inviting" and attempt_failed(sess, 503)))
+        return
     t0 = time.time()
     def retrans(interval=0.5):
         if sess.gen == g and sess.state == "inviting" and not sess.provisional:
             send(sess.inv_data, port_of_uri(sess.srs[sess.idx]))
             timers.append((time.time() + interval * 2, lambda: retrans(min(interval * 2, 4))))
-    timers.append((time.time() + 0.5, retrans))
+    if transport_of(sess.srs[sess.idx]) == "udp":
+        timers.append((time.time() + 0.5, retrans))
     timers.append((t0 + args.srs_timeout_ms / 1000, lambda: sess.gen == g and sess.state == "inviting" and attempt_failed(sess, 408)))
 
 def attempt_failed(sess, code):
@@ -247,11 +477,12 @@ def end_call(call):
         elif sess.state == "inviting":
             sess.gen += 1
             if sess.provisional:
-                h = [("Via", f"SIP/2.0/UDP 127.0.0.1:{udp_port};branch={sess.branch}"), ("Max-Forwards", "70"),
+                h = [("Via", f"{via_for(sess.srs[sess.idx])};branch={sess.branch}"), ("Max-Forwards", "70"),
                      ("From", f"<{sess.inst.get('from_uri', sess.srs[sess.idx])}>;tag={sess.from_tag}"),
                      ("To", f"<{sess.inst.get('to_uri', sess.srs[sess.idx])}>"), ("Call-ID", sess.call_id),
                      ("CSeq", f"{sess.inv_cseq} CANCEL")]
-                send(render(f"CANCEL {sess.srs[sess.idx]} SIP/2.0", h), port_of_uri(sess.srs[sess.idx]))
+                try: srs_send(render(f"CANCEL {sess.srs[sess.idx]} SIP/2.0", h), sess.srs[sess.idx], sess.srs[sess.idx])
+                except StreamError as e: log(f"CANCEL lost: {e}")
             sess.state = "cancelling"; C["recordings_active"] -= 1
     def delete():
         ng.request("delete", **{"call-id": call.call_id, "delete delay": 0}, check=False)
@@ -277,10 +508,11 @@ def sdp_dir(body):
     return "sendonly" if "a=sendonly" in t else "inactive" if "a=inactive" in t else "sendrecv"
 
 def ack_srs(sess, resp, cseq):
-    h = [("Via", f"SIP/2.0/UDP 127.0.0.1:{udp_port};branch=z9hG4bK-src-{secrets.token_hex(6)}"), ("Max-Forwards", "70"),
+    h = [("Via", f"{via_for(sess.srs[sess.idx])};branch=z9hG4bK-src-{secrets.token_hex(6)}"), ("Max-Forwards", "70"),
          ("From", f"<{sess.inst.get('from_uri', sess.srs[sess.idx])}>;tag={sess.from_tag}"),
          ("To", resp.value("To")), ("Call-ID", sess.call_id), ("CSeq", f"{cseq} ACK")]
-    send(render(f"ACK {sess.contact} SIP/2.0", h), port_of_uri(sess.contact))
+    try: srs_send(render(f"ACK {sess.contact} SIP/2.0", h), sess.contact, sess.srs[sess.idx])
+    except StreamError as e: log(f"ACK lost: {e}")
 
 def srs_body_sdp(m):
     ct = (m.value("Content-Type") or "").lower()
@@ -293,10 +525,11 @@ def on_srs_response(sess, m):
         if code < 200:
             sess.provisional = True; return
         if code >= 300:
-            h = [("Via", f"SIP/2.0/UDP 127.0.0.1:{udp_port};branch={sess.branch}"), ("Max-Forwards", "70"),
+            h = [("Via", f"{via_for(sess.srs[sess.idx])};branch={sess.branch}"), ("Max-Forwards", "70"),
                  ("From", f"<{sess.inst.get('from_uri', sess.srs[sess.idx])}>;tag={sess.from_tag}"),
                  ("To", m.value("To")), ("Call-ID", sess.call_id), ("CSeq", f"{cseq} ACK")]
-            send(render(f"ACK {sess.srs[sess.idx]} SIP/2.0", h), port_of_uri(sess.srs[sess.idx]))
+            try: srs_send(render(f"ACK {sess.srs[sess.idx]} SIP/2.0", h), sess.srs[sess.idx], sess.srs[sess.idx])
+            except StreamError as e: log(f"ACK lost: {e}")
             if sess.state == "inviting": attempt_failed(sess, code)
             return
         sess.remote_tag = sipmsg.header_param(m.value("To"), "tag"); sess.contact = uri_of(m.value("Contact"))
@@ -313,7 +546,7 @@ def on_srs_response(sess, m):
             ng.request("subscribe answer", sdp=srs_body_sdp(m), flags=["allow transcoding"], **{"call-id": sess.call.call_id, "to-tag": sess.to_tag}, check=False)
         sess.pending = None
 
-def respond(req, code, reason, body=b"", ctype=None, totag=None, contact=False):
+def respond(req, code, reason, body=b"", ctype=None, totag=None, contact=False, conn=None):
     h = [("Via", v) for v in req.values("Via")]
     to = req.value("To")
     if totag and "tag=" not in to: to += f";tag={totag}"
@@ -321,6 +554,8 @@ def respond(req, code, reason, body=b"", ctype=None, totag=None, contact=False):
     if contact: h.append(("Contact", f"<sip:127.0.0.1:{udp_port}>;+sip.src"))
     if body: h.append(("Content-Type", ctype))
     v = req.values("Via")[0]
+    conn = conn or CURRENT_CONN
+    if conn is not None: stream_send(conn, render(f"SIP/2.0 {code} {reason}", h, body)); return
     _, host, port = sipmsg.via_sent_by(v)
     send(render(f"SIP/2.0 {code} {reason}", h, body), port)
 
@@ -344,6 +579,8 @@ def on_srs_request(sess, m):
         return
     respond(m, 200, "OK")
 
+CURRENT_CONN = None
+
 def forward_request(m, src):
     meth = m.method
     vias = m.values("Via")
@@ -351,7 +588,8 @@ def forward_request(m, src):
     key = top if meth not in ("CANCEL",) else top
     br = derived_branch(top + ("" if meth in ("INVITE", "CANCEL") or (meth == "ACK") else meth))
     if meth == "ACK": br = derived_branch(top)  # non-2xx ACK shares the INVITE's branch
-    headers = [("Via", f"SIP/2.0/UDP 127.0.0.1:{udp_port};branch={br}")]
+    to_tls_caller = transport_of(m.start_line.split()[1]) == "tls" and not (meth == "INVITE" and not sipmsg.header_param(m.value("To") or "", "tag"))
+    headers = [("Via", f"SIP/2.0/TLS 127.0.0.1:{tls_port};branch={br}" if to_tls_caller else f"SIP/2.0/UDP 127.0.0.1:{udp_port};branch={br}")]
     body = m.body
     call = calls.get(m.call_id)
     ftag = sipmsg.header_param(m.value("From"), "tag")
@@ -366,7 +604,10 @@ def forward_request(m, src):
         headers.append((n, v))
     if initial:
         headers.insert(1 + len(vias), ("Record-Route", f"<sip:127.0.0.1:{udp_port};lr>"))
-    if meth == "INVITE" and body and call:
+        if CURRENT_CONN is not None:
+            headers.insert(2 + len(vias), ("Record-Route", f"<sip:127.0.0.1:{tls_port};transport=tls;lr>"))
+            respond(m, 100, "Trying")
+    if meth == "INVITE" and body and call and ng:
         tag = ftag
         if initial:
             r = ng.request("offer", sdp=body.decode(), replace=["origin", "session-connection"], **{"call-id": call.call_id, "from-tag": ftag})
@@ -385,6 +626,10 @@ def forward_request(m, src):
         if call: end_call(call)
     if meth == "BYE" and call:
         end_call(call)
+    if to_tls_caller:
+        conn = edge_conn(dest)
+        if conn: stream_send(conn, render(m.start_line, headers, body))
+        return
     send(render(m.start_line, headers, body), dest)
 
 def forward_response(m):
@@ -394,7 +639,7 @@ def forward_response(m):
     rest = vias[1:]
     call = calls.get(m.call_id)
     body = m.body
-    if call and m.cseq_method == "INVITE" and 200 <= m.status < 300 and body:
+    if call and m.cseq_method == "INVITE" and 200 <= m.status < 300 and body and ng:
         ftag = call.caller_tag; ttag = sipmsg.header_param(m.value("To"), "tag")
         initial = call.callee_tag is None
         call.callee_tag = ttag
@@ -410,10 +655,11 @@ def forward_response(m):
         end_call(call)
     headers = [(n, v) for n, v in m.headers if n.lower() != "via"]
     headers = [("Via", v) for v in rest] + headers
-    _, host, port = sipmsg.via_sent_by(rest[0])
-    send(render(m.start_line, headers, body), port)
+    send_to_via(render(m.start_line, headers, body), rest[0])
 
-def handle(data, src):
+def handle(data, src, conn=None):
+    global CURRENT_CONN
+    CURRENT_CONN = conn
     m = sipmsg.parse(data)
     if not m.start_line: return
     sess = srs_dialogs.get(m.call_id)
@@ -423,7 +669,7 @@ def handle(data, src):
         return
     if m.is_request: forward_request(m, src)
     else:
-        if sipmsg.via_sent_by(m.values("Via")[0])[2] != udp_port: return
+        if sipmsg.via_sent_by(m.values("Via")[0])[2] not in (udp_port, tls_port): return
         forward_response(m)
 
 log("listening")
@@ -433,10 +679,17 @@ while not stop:
         log(" ".join(f"{k}={v}" for k, v in C.items()) + " [siprec_edge] counters")
     timeout = 0.05
     try:
-        r, _, _ = select.select([sock], [], [], timeout)
+        r, _, _ = select.select([sock] + list(streams) + ([edge_server] if edge_server else []), [], [], timeout)
     except InterruptedError:
         continue
-    if r:
+    for ready in r:
+        if ready is sock: continue
+        try:
+            if ready is edge_server: edge_accept()
+            elif ready in streams: read_stream(streams[ready])
+        except Exception:
+            import traceback; traceback.print_exc(file=LOG)
+    if sock in r:
         try:
             data, src = sock.recvfrom(65535)
             handle(data, src)
