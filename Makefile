@@ -23,6 +23,7 @@ all: build
 deps:
 	@$(call apt_install,$(BUILD_PACKAGES) $(TEST_PACKAGES))
 	@$(PYTHON) -c 'import pytest' 2>/dev/null || $(PYTHON) -m pip install --quiet pytest
+	@$(PYTHON) -c 'import cryptography' 2>/dev/null || $(PYTHON) -m pip install --quiet cryptography  # SRTP checks of the TLS tests
 
 deps-bench: deps
 	@$(call apt_install,$(BENCH_PACKAGES))

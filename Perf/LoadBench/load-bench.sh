@@ -20,12 +20,13 @@ BINARY=$(cd "$(dirname "$BINARY")" && pwd)/$(basename "$BINARY")
 OUT=$(mktemp -d /tmp/siprec-load-bench.XXXXXX)
 echo "load-bench: results in $OUT (rate $RATE cps, $SECONDS_PER_RUN s per run)"
 
-RUNS=${RUNS:-"kamailio siprec-edge-1w siprec-edge-2w siprec-edge-1w-rec siprec-edge-2w-rec"}  # a subset for quick checks
-run() {  # NAME [PROXY_CMD]
-	local name=$1 cmd=${2:-}
+TLS_RATE=${TLS_RATE:-300}  # the TLS SRS is a small Python responder: a lower rate for both transports
+RUNS=${RUNS:-"kamailio siprec-edge-1w siprec-edge-2w siprec-edge-1w-rec siprec-edge-2w-rec rec-udp-srs rec-tls-srs"}
+run() {  # NAME [PROXY_CMD [RATE]]
+	local name=$1 cmd=${2:-} rate=${3:-$RATE}
 	case " $RUNS " in *" $name "*) ;; *) return 0 ;; esac
 	RESULTS="$OUT/$name" PROXY_NAME="$name" PROXY_CMD="$cmd" QUIET_WAIT_S=${QUIET_WAIT_S:-20} \
-		"$HARNESS" cpu "$RATE" "$SECONDS_PER_RUN" >"$OUT/$name.log" 2>&1 || true
+		"$HARNESS" cpu "$rate" "$SECONDS_PER_RUN" >"$OUT/$name.log" 2>&1 || true
 	grep '^STEP' "$OUT/$name.log" | tail -1 | sed "s/^STEP/$name/" >>"$OUT/steps.txt" || echo "$name no-result" >>"$OUT/steps.txt"
 }
 
@@ -59,8 +60,31 @@ run siprec-edge-1w-rec "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0
 engine_after=$(cpu_ms $ENGINE_PID)
 run siprec-edge-2w-rec "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 2 --log-level warning \
 --srs sip:srs@127.0.0.1:$RECORD_SRS_PORT --rtpengine udp:$RECORD_NG"
+# The same recorded load with the SRS over UDP (SIPp) and over TLS 1.3 (tls-srs.py, certificate
+# from a test CA made here), at TLS_RATE: the cost of TLS toward the recorder.
+PKI="$OUT/pki"
+mkdir -p "$PKI"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+	-keyout "$PKI/ca.key" -out "$PKI/ca.pem" >/dev/null 2>&1
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench SRS" \
+	-keyout "$PKI/srs.key" -out "$PKI/srs.csr" >/dev/null 2>&1
+printf 'subjectAltName=IP:127.0.0.1\n' >"$PKI/san.ext"
+openssl x509 -req -in "$PKI/srs.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial -days 2 \
+	-extfile "$PKI/san.ext" -out "$PKI/srs.pem" >/dev/null 2>&1
+RECORD_TLS_PORT=5091
+python3 Perf/LoadBench/tls-srs.py --port $RECORD_TLS_PORT --cert "$PKI/srs.pem" --key "$PKI/srs.key" \
+	>"$OUT/tls-srs.log" 2>&1 &
+TLS_SRS_PID=$!
+trap 'kill $ENGINE_PID $SRS_PID $TLS_SRS_PID 2>/dev/null; wait $ENGINE_PID $SRS_PID $TLS_SRS_PID 2>/dev/null' EXIT
+sleep 1
+run rec-udp-srs "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 1 --log-level warning \
+--srs sip:srs@127.0.0.1:$RECORD_SRS_PORT --rtpengine udp:$RECORD_NG" "$TLS_RATE"
+run rec-tls-srs "$BINARY --listen udp:127.0.0.1:5070 --upstream sip:127.0.0.1:5080 --workers 1 --log-level warning \
+--srs 'sip:127.0.0.1:$RECORD_TLS_PORT;transport=tls' --tls-ca $PKI/ca.pem --rtpengine udp:$RECORD_NG" "$TLS_RATE"
+kill $TLS_SRS_PID 2>/dev/null; wait $TLS_SRS_PID 2>/dev/null || true
+
 engine_calls=$((RATE * (${WARMUP_S:-5} + SECONDS_PER_RUN)))
-awk -v ms=$((engine_after - engine_before)) -v calls=$engine_calls \
+[ $((engine_after - engine_before)) -gt 0 ] && awk -v ms=$((engine_after - engine_before)) -v calls=$engine_calls \
 	'BEGIN {printf "rtpengine beside siprec-edge-1w-rec: %.3f CPU-s per 1000 calls (%d ms over %d calls, warm-up included)\n", ms / calls, ms, calls}' \
 	>"$OUT/engine.txt"
 
@@ -86,4 +110,5 @@ if kam:
             print(f"{name}: {float(f['kam_cpu_s/1k']) / kam:.2f} x Kamailio's CPU per call")
 PY
 cat "$OUT/engine.txt" 2>/dev/null || true
-echo "(siprec-edge-1w-rec: every call recorded through rtpengine to a SIPp SRS; its SRS log: $OUT/srs.screen.log)"
+echo "(*-rec: every call recorded through rtpengine to a SIPp SRS over UDP; rec-udp-srs and rec-tls-srs: 1 worker at $TLS_RATE cps,"
+echo " the SRS over UDP (SIPp) and over TLS 1.3 (Perf/LoadBench/tls-srs.py: $(tail -1 "$OUT/tls-srs.log" 2>/dev/null)))"
