@@ -10,7 +10,7 @@ PYTHON ?= python3
 SHARED ?= $(abspath ../shared)
 
 # Debian packages the build and the tests need; bench adds the Kamailio anchor.
-BUILD_PACKAGES := pkg-config libevent-dev libxml2-dev libssl-dev
+BUILD_PACKAGES := pkg-config libevent-dev libxml2-dev libssl-dev libpcap-dev
 TEST_PACKAGES := sip-tester libxml2-utils rtpengine-daemon openssl
 BENCH_PACKAGES := kamailio sysstat
 

@@ -49,6 +49,12 @@ let package = Package(
             providers: [.apt(["libxml2-dev"])]
         ),
         .systemLibrary(
+            name: "CLibPcap",
+            path: "CLibs/CLibPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
+        .systemLibrary(
             name: "COpenSSL",
             path: "CLibs/COpenSSL",
             pkgConfig: "openssl",
@@ -128,7 +134,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // MARK: - Benchmarks
+        // MARK: - Benchmarks and the replay tool
+
+        /// Captures to call templates, and their replay against a proxy (the only user of libpcap).
+        .target(
+            name: "SIPReplayKit",
+            dependencies: ["CLibPcap", "CSIPScan", "SIPMessage", "SIPEdgeIO"],
+            path: "Perf/SIPReplayKit",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sip-replay",
+            dependencies: ["SIPReplayKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Perf/SIPReplay",
+            swiftSettings: swiftSettings
+        ),
 
         .executableTarget(
             name: "ScanBench",
@@ -161,6 +181,7 @@ let package = Package(
         .testTarget(name: "SIPRECMetadataTests", dependencies: ["SIPRECMetadata"], swiftSettings: swiftSettings),
         .testTarget(name: "MediaEngineTests", dependencies: ["MediaEngine", "SIPEdgeIO"], swiftSettings: swiftSettings),
         .testTarget(name: "SIPRecordingTests", dependencies: ["SIPRecording"], swiftSettings: swiftSettings),
+        .testTarget(name: "SIPReplayTests", dependencies: ["SIPReplayKit"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SIPEdgeProxyTests",
             dependencies: ["SIPEdgeProxy", "SIPMessage", "SIPEdgeIO"],

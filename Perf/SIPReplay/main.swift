@@ -1,0 +1,4 @@
+import SIPReplayKit
+
+// Placeholder until the replay tool lands.
+print("sip-replay: not built yet")
