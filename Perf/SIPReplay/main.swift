@@ -62,10 +62,10 @@ func fail(_ text: String) -> Never {
 func render(_ s: CaptureSummary) -> String {
     var out = ""
     out += "capture: \(s.packets) packets, link type \(s.linkType)\n"
-    out += "sip: \(s.sipMessages) messages (\(s.udpSIPMessages) UDP, \(s.tcpSIPMessages) TCP), "
+    out += "sip: \(s.sipMessages) messages (\(s.udpSIPMessages) UDP, \(s.tcpSIPMessages) TCP, \(s.sctpSIPMessages) SCTP), "
     out += "\(s.calls) calls, \(s.completeCalls) complete\n"
     out += "skipped: \(s.nonSIPDatagrams) non-SIP datagrams, \(s.nonIPPackets) non-IP packets, "
-    out += "\(s.truncatedPackets) truncated packets, \(s.unsupportedTransportPackets) other transports (SCTP, ICMP ...), "
+    out += "\(s.truncatedPackets) truncated packets, \(s.unsupportedTransportPackets) other transports (ICMP ...), "
     out += "\(s.fragmentsSkipped) fragments; \(s.fragmentsReassembled) IPv4 datagrams reassembled, "
     out += "\(s.keepAlives) keep-alives, \(s.tcpRetransmittedSegments) TCP retransmitted segments, "
     out += "\(s.tcpUnparsableBytes) TCP bytes not SIP, \(s.webSocketFlows) WebSocket flows (unsupported)\n"

@@ -27,7 +27,7 @@ public struct TemplateMessage: Sendable {
     public var isRetransmission: Bool
     /// The message as captured.
     public var bytes: [UInt8]
-    /// "UDP" or "TCP".
+    /// "UDP", "TCP" or "SCTP".
     public var transport: String
 
     /// "INVITE" for a request, "200 (INVITE)" for a response.
@@ -58,10 +58,11 @@ public struct CaptureSummary: Sendable {
     public var linkType: String = ""
     /// Packets read from the file.
     public var packets = 0
-    /// SIP messages found (UDP and TCP).
+    /// SIP messages found (UDP, TCP and SCTP).
     public var sipMessages = 0
     public var udpSIPMessages = 0
     public var tcpSIPMessages = 0
+    public var sctpSIPMessages = 0
     /// Calls (distinct Call-IDs).
     public var calls = 0
     /// Calls that `isCompleteCall` says would be replayed.
@@ -72,7 +73,7 @@ public struct CaptureSummary: Sendable {
     public var nonIPPackets = 0
     /// Packets shorter than their headers say (snap length).
     public var truncatedPackets = 0
-    /// Packets of transports not read (SCTP, ICMP, GRE ...).
+    /// Packets of transports not read (ICMP, ESP ...).
     public var unsupportedTransportPackets = 0
     /// IPv4 datagrams put back together from fragments.
     public var fragmentsReassembled = 0
@@ -110,6 +111,10 @@ public func loadTemplates(path: String) throws(CaptureError) -> CaptureSummary {
             extractor.udp(payload, from: source, to: destination, time: packet.time)
         case .tcp(let source, let destination, let sequence, let flags, let payload):
             extractor.tcp(payload, sequence: sequence, flags: flags, from: source, to: destination, time: packet.time)
+        case .sctp(let source, let destination, let chunks):
+            for chunk in chunks {
+                extractor.udp(chunk, from: source, to: destination, time: packet.time, transport: "SCTP")
+            }
         case .fragmentHeld: break
         case .skipped(.truncated): summary.truncatedPackets += 1
         case .skipped(.notIP): summary.nonIPPackets += 1
@@ -134,6 +139,7 @@ public func loadTemplates(path: String) throws(CaptureError) -> CaptureSummary {
     summary.sipMessages = messages.count
     summary.udpSIPMessages = messages.count { $0.transport == "UDP" }
     summary.tcpSIPMessages = messages.count { $0.transport == "TCP" }
+    summary.sctpSIPMessages = messages.count { $0.transport == "SCTP" }
     guard !messages.isEmpty else { throw .noSIP(path: path) }
     summary.templates = buildTemplates(messages)
     summary.calls = summary.templates.count

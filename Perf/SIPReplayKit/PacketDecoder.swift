@@ -22,6 +22,8 @@ struct Endpoint: Hashable, Sendable, CustomStringConvertible {
 enum DecodedPacket {
     case udp(source: Endpoint, destination: Endpoint, payload: [UInt8])
     case tcp(source: Endpoint, destination: Endpoint, sequence: UInt32, flags: UInt8, payload: [UInt8])
+    /// The user messages of the complete SCTP DATA chunks of a packet.
+    case sctp(source: Endpoint, destination: Endpoint, messages: [[UInt8]])
     /// A fragment kept until its datagram is complete.
     case fragmentHeld
     case skipped(SkipReason)
@@ -36,6 +38,7 @@ struct PacketDecoder {
     let linkLayer: LinkLayer
     private var fragments: [FragmentKey: FragmentBuffer] = [:]
     private(set) var fragmentsReassembled = 0
+    private var sctpPartial: [SCTPStreamKey: [UInt8]] = [:]
 
     init(linkLayer: LinkLayer) { self.linkLayer = linkLayer }
 
@@ -46,15 +49,7 @@ struct PacketDecoder {
         let p = packet
         switch linkLayer {
         case .ethernet:
-            guard p.count >= 14 else { return .skipped(.truncated) }
-            var type = be16(p, 12)
-            var offset = 14
-            while type == 0x8100 || type == 0x88A8 {  // 802.1Q / 802.1ad tags
-                guard p.count >= offset + 4 else { return .skipped(.truncated) }
-                type = be16(p, offset + 2)
-                offset += 4
-            }
-            return network(p, offset, etherType: type)
+            return ethernet(p, 0)
         case .linuxCooked:
             guard p.count >= 16 else { return .skipped(.truncated) }
             return network(p, 16, etherType: be16(p, 14))
@@ -76,6 +71,65 @@ struct PacketDecoder {
         case .ipv4: return ip(p, 0, version: 4)
         case .ipv6: return ip(p, 0, version: 6)
         }
+    }
+
+    private mutating func ethernet(_ p: [UInt8], _ start: Int) -> DecodedPacket {
+        guard p.count >= start + 14 else { return .skipped(.truncated) }
+        var type = be16(p, start + 12)
+        var offset = start + 14
+        while type == 0x8100 || type == 0x88A8 {  // 802.1Q / 802.1ad tags
+            guard p.count >= offset + 4 else { return .skipped(.truncated) }
+            type = be16(p, offset + 2)
+            offset += 4
+        }
+        return network(p, offset, etherType: type)
+    }
+
+    /// GRE, as port mirrors (ERSPAN) use it: the mirrored Ethernet frame or IP packet inside.
+    private mutating func gre(_ d: [UInt8], _ o: Int) -> DecodedPacket {
+        guard d.count >= o + 4 else { return .skipped(.truncated) }
+        let flags = be16(d, o)
+        let proto = be16(d, o + 2)
+        var offset = o + 4
+        if flags & 0x8000 != 0 { offset += 4 }  // checksum
+        if flags & 0x2000 != 0 { offset += 4 }  // key
+        if flags & 0x1000 != 0 { offset += 4 }  // sequence number
+        switch proto {
+        case 0x88BE:  // ERSPAN type II (type I has no sequence number and no header)
+            return ethernet(d, flags & 0x1000 != 0 ? offset + 8 : offset)
+        case 0x22EB:  // ERSPAN type III, with an optional 8-byte subheader
+            guard d.count >= offset + 12 else { return .skipped(.truncated) }
+            return ethernet(d, offset + 12 + (d[offset + 11] & 0x01 != 0 ? 8 : 0))
+        case 0x6558: return ethernet(d, offset)
+        default: return network(d, offset, etherType: proto)
+        }
+    }
+
+    /// SCTP: the user messages of DATA chunks; a message split over several chunks (B ... E) is
+    /// put back together per association direction and stream, in capture order.
+    private mutating func sctp(_ src: [UInt8], _ dst: [UInt8], _ d: [UInt8], _ o: Int) -> DecodedPacket {
+        guard d.count >= o + 12 else { return .skipped(.truncated) }
+        var messages: [[UInt8]] = []
+        var offset = o + 12
+        while offset + 4 <= d.count {
+            let type = d[offset]
+            let length = Int(be16(d, offset + 2))
+            guard length >= 4, offset + length <= d.count else { break }
+            if type == 0, length >= 16 {
+                let flags = d[offset + 1]
+                let key = SCTPStreamKey(
+                    source: src, destination: dst, ports: UInt32(be16(d, o)) << 16 | UInt32(be16(d, o + 2)),
+                    stream: be16(d, offset + 8))
+                let data = d[(offset + 16)..<(offset + length)]
+                if flags & 0x02 != 0 { sctpPartial[key] = [] }  // B: a message begins
+                if sctpPartial[key] != nil { sctpPartial[key]!.append(contentsOf: data) }
+                if flags & 0x01 != 0, let whole = sctpPartial.removeValue(forKey: key) { messages.append(whole) }  // E
+            }
+            offset += (length + 3) & ~3
+        }
+        return .sctp(
+            source: Endpoint(address: src, port: be16(d, o)), destination: Endpoint(address: dst, port: be16(d, o + 2)),
+            messages: messages)
     }
 
     private mutating func network(_ p: [UInt8], _ offset: Int, etherType: UInt16) -> DecodedPacket {
@@ -179,6 +233,10 @@ struct PacketDecoder {
             return ipv4(d, o)
         case 41:  // IPv6 in IPv4
             return ipv6(d, o)
+        case 47:
+            return gre(d, o)
+        case 132:
+            return sctp(src, dst, d, o)
         default:
             return .skipped(.unsupportedTransport)
         }
@@ -186,6 +244,13 @@ struct PacketDecoder {
 }
 
 @inline(__always) func be16(_ p: [UInt8], _ offset: Int) -> UInt16 { UInt16(p[offset]) << 8 | UInt16(p[offset + 1]) }
+
+private struct SCTPStreamKey: Hashable {
+    var source: [UInt8]
+    var destination: [UInt8]
+    var ports: UInt32
+    var stream: UInt16
+}
 
 private struct FragmentKey: Hashable {
     var source: [UInt8]

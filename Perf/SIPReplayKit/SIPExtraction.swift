@@ -55,7 +55,9 @@ struct SIPExtractor {
     private(set) var counters = ExtractionCounters()
     private var flows: [FlowKey: TCPStream] = [:]
 
-    mutating func udp(_ payload: [UInt8], from source: Endpoint, to destination: Endpoint, time: Double) {
+    mutating func udp(
+        _ payload: [UInt8], from source: Endpoint, to destination: Endpoint, time: Double, transport: String = "UDP"
+    ) {
         counters.udpDatagrams += 1
         if isKeepAlive(payload) {
             counters.keepAlives += 1
@@ -66,7 +68,7 @@ struct SIPExtractor {
             counters.nonSIPDatagrams += 1
             return
         }
-        messages.append(CapturedMessage(time: time, source: source, destination: destination, transport: "UDP", message: message))
+        messages.append(CapturedMessage(time: time, source: source, destination: destination, transport: transport, message: message))
     }
 
     mutating func tcp(

@@ -14,6 +14,7 @@ struct CorpusExpectation: Sendable, CustomTestStringConvertible {
     var sip: Int
     var udp: Int
     var tcp: Int
+    var sctp: Int = 0
     var calls: Int
     var complete: Int
     var testDescription: String { file }
@@ -38,12 +39,14 @@ let corpus: [CorpusExpectation] = [
     .init(file: "goffinet_voip-extension.pcap", sip: 29, udp: 29, tcp: 0, calls: 2, complete: 2),
     .init(file: "goffinet_voip-extension2downata.pcap", sip: 28, udp: 28, tcp: 0, calls: 3, complete: 2),
     .init(file: "goffinet_voip1b.pcapng", sip: 37, udp: 37, tcp: 0, calls: 4, complete: 4),
+    .init(file: "heplify_erspan_sip_ipv4_udp.pcapng", sip: 140, udp: 140, tcp: 0, calls: 7, complete: 7),
     .init(file: "heplify_ipip0.pcap", sip: 8, udp: 8, tcp: 0, calls: 3, complete: 1),
     .init(file: "heplify_rtp_rtcp_sip_ipv4_udp.pcap", sip: 14, udp: 14, tcp: 0, calls: 4, complete: 2),
     .init(file: "heplify_sip_ipv4_tcp.pcap", sip: 7, udp: 0, tcp: 7, calls: 1, complete: 1),
     .init(file: "heplify_sip_ipv4_tcp_fragmented.pcap", sip: 406, udp: 0, tcp: 406, calls: 70, complete: 45),
     .init(file: "heplify_sip_ipv4_tcp_retrans.pcap", sip: 8, udp: 4, tcp: 4, calls: 1, complete: 1),
     .init(file: "heplify_sip_ipv6_udp.pcap", sip: 6, udp: 6, tcp: 0, calls: 1, complete: 1),
+    .init(file: "heplify_sip_sctp.pcap", sip: 4, udp: 0, tcp: 0, sctp: 4, calls: 1, complete: 1),
     .init(file: "heplify_sip_tcp_websocket.pcap", sip: 28, udp: 28, tcp: 0, calls: 3, complete: 3),
 ]
 
@@ -58,6 +61,7 @@ func load(_ file: String) throws -> CaptureSummary {
         #expect(summary.sipMessages == expected.sip)
         #expect(summary.udpSIPMessages == expected.udp)
         #expect(summary.tcpSIPMessages == expected.tcp)
+        #expect(summary.sctpSIPMessages == expected.sctp)
         #expect(summary.calls == expected.calls)
         #expect(summary.completeCalls == expected.complete)
         #expect(summary.templates.reduce(0) { $0 + $1.messages.count } == expected.sip)
@@ -113,5 +117,9 @@ func load(_ file: String) throws -> CaptureSummary {
         #expect(try load("heplify_ipip0.pcap").linkType == "RAW")
         #expect(try load("heplify_sip_ipv4_tcp_retrans.pcap").linkType == "LINUX_SLL")
         #expect(try load("heplify_sip_tcp_websocket.pcap").webSocketFlows > 0)
+        // ERSPAN over GRE, and an INVITE split over two SCTP DATA chunks.
+        #expect(try load("heplify_erspan_sip_ipv4_udp.pcapng").unsupportedTransportPackets == 0)
+        let sctp = try load("heplify_sip_sctp.pcap")
+        #expect(sctp.templates.first?.messages.first.map { $0.method == "INVITE" && $0.transport == "SCTP" } == true)
     }
 }

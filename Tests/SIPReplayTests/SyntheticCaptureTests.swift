@@ -77,7 +77,7 @@ func sip(_ startLine: String, cseq: String, branch: String = "z9hG4bK1", toTag: 
             writer.packet(loopbackIPv4 + ipv4(proto: 17, from: source, to: destination, udp(5060, 5070, message)), seconds: 10, micros: micros)
         }
         writer.packet(loopbackIPv4 + ipv4(proto: 17, from: alice, to: bob, udp(5060, 5070, Array("\r\n\r\n".utf8))), seconds: 11)
-        writer.packet(loopbackIPv4 + ipv4(proto: 132, from: alice, to: bob, [0, 0, 0, 0]), seconds: 11)
+        writer.packet(loopbackIPv4 + ipv4(proto: 1, from: alice, to: bob, [3, 3, 0, 0]), seconds: 11)
         let path = writer.write("loopback.pcap")
         defer { unlink(path) }
         let summary = try loadTemplates(path: path)
