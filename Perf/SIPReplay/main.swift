@@ -1,5 +1,6 @@
 // sip-replay: reads a pcap/pcapng capture into call templates. `--summary FILE` lists what it
-// found and how it would replay it, sending nothing. Exit status: 0 when every call completed,
+// found and how it would replay it, sending nothing; `--target udp:IP:PORT` replays its complete
+// INVITE calls through a proxy, playing both the caller and the callee (the proxy's upstream). Exit status: 0 when every call completed,
 // 1 when some failed, 2 for unusable input or arguments.
 import Glibc
 import ArgumentParser
@@ -26,6 +27,15 @@ struct SIPReplay: ParsableCommand {
     @Option(help: "Step the rate: START:STEP:MAX calls per second.")
     var ramp: String?
 
+    @Option(help: "The callee side's UDP port on 127.0.0.1 (the proxy's upstream); default 5080 or a free port.")
+    var calleePort: UInt16?
+
+    @Option(help: "Fail a call when an expected message does not come within this many milliseconds.")
+    var timeoutMs: Int = 5000
+
+    @Option(help: "Sample this process's CPU and memory before and after the run.")
+    var proxyPid: Int32?
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -44,7 +54,35 @@ struct SIPReplay: ParsableCommand {
             print(render(capture), terminator: "")
             return
         }
-        fail("sip-replay: replay is not implemented yet (use --summary FILE)")
+        if ramp != nil { fail("sip-replay: --ramp is not implemented yet") }
+        guard let target else { fail("sip-replay: --target udp:IP:PORT is required (or --summary)") }
+        let parts = target.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 3, let port = UInt16(parts[2]), port != 0 else {
+            fail("sip-replay: --target must be udp:IP:PORT, not \(target)")
+        }
+        guard parts[0] == "udp" else { fail("sip-replay: only udp targets are implemented yet (\(target))") }
+        let rate = self.rate ?? 10
+        let calls = self.calls ?? 1
+        guard rate > 0, rate.isFinite, calls > 0, timeoutMs > 0 else {
+            fail("sip-replay: --rate, --calls and --timeout-ms must be positive")
+        }
+        let templates = replayableTemplates(capture.templates)
+        guard !templates.isEmpty else {
+            fail("sip-replay: \(file) has no complete INVITE call to replay (see --summary)")
+        }
+        let options = ReplayOptions(
+            targetHost: String(parts[1]), targetPort: port, rate: rate, calls: calls, calleePort: calleePort ?? 0,
+            timeoutMilliseconds: timeoutMs, proxyPID: proxyPid)
+        let engine: ReplayEngine
+        do {
+            engine = try ReplayEngine(templates: capture.templates, options: options)
+        } catch {
+            fail("sip-replay: \(error)")
+        }
+        printError("sip-replay: callee side on \(engine.calleeAddress) (start the proxy with --upstream sip:\(engine.calleeAddress))")
+        let report = engine.run()
+        print(json ? report.renderJSON() : report.renderTable(), terminator: "")
+        Glibc.exit(report.exitStatus)
     }
 }
 
