@@ -1,7 +1,9 @@
 // sip-replay: reads a pcap/pcapng capture into call templates. `--summary FILE` lists what it
 // found and how it would replay it, sending nothing; `--target udp:IP:PORT` replays its complete
-// INVITE calls through a proxy, playing both the caller and the callee (the proxy's upstream). Exit status: 0 when every call completed,
-// 1 when some failed, 2 for unusable input or arguments.
+// INVITE calls through a proxy, playing both the caller and the callee (the proxy's upstream);
+// `--ramp` raises the rate step by step to find the highest rate without a failed call. Exit status:
+// 0 when every call completed (ramping: when some step had no failed call), 1 otherwise, 2 for
+// unusable input or arguments.
 import Glibc
 import ArgumentParser
 import SIPReplayKit
@@ -10,7 +12,10 @@ struct SIPReplay: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sip-replay",
         abstract: "Replay the SIP calls of a pcap or pcapng capture against a proxy.",
-        discussion: "Exit status: 0 when every call completed, 1 when some failed, 2 for unusable input or arguments.")
+        discussion: """
+            Exit status: 0 when every call completed (with --ramp: when at least one step had no failed call), \
+            1 otherwise, 2 for unusable input or arguments.
+            """)
 
     @Flag(help: "List the calls and messages found and how they would be replayed; send nothing.")
     var summary = false
@@ -24,8 +29,20 @@ struct SIPReplay: ParsableCommand {
     @Option(help: "Number of calls to place.")
     var calls: Int?
 
-    @Option(help: "Step the rate: START:STEP:MAX calls per second.")
-    var ramp: String?
+    @Flag(help: "Ramp the rate: fixed-rate steps until one has a failed call, then one step between the last passing and the first failing rate.")
+    var ramp = false
+
+    @Option(help: "The ramp's first rate, calls per second.")
+    var rampStart: Double = 100
+
+    @Option(help: "Each ramp step's rate over the one before.")
+    var rampFactor: Double = 1.5
+
+    @Option(help: "Seconds each ramp step lasts (its calls: rate × seconds).")
+    var rampStepSeconds: Double = 5
+
+    @Option(help: "No ramp step runs above this rate, calls per second.")
+    var rampMax: Double = 5000
 
     @Option(help: "The callee side's UDP port on 127.0.0.1 (the proxy's upstream); default 5080 or a free port.")
     var calleePort: UInt16?
@@ -54,15 +71,20 @@ struct SIPReplay: ParsableCommand {
             print(render(capture), terminator: "")
             return
         }
-        if ramp != nil { fail("sip-replay: --ramp is not implemented yet") }
         guard let target else { fail("sip-replay: --target udp:IP:PORT is required (or --summary)") }
         let parts = target.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 3, let port = UInt16(parts[2]), port != 0 else {
             fail("sip-replay: --target must be udp:IP:PORT, not \(target)")
         }
         guard parts[0] == "udp" else { fail("sip-replay: only udp targets are implemented yet (\(target))") }
-        let rate = self.rate ?? 10
-        let calls = self.calls ?? 1
+        let rampOptions = RampOptions(
+            startRate: rampStart, factor: rampFactor, stepSeconds: rampStepSeconds, maxRate: rampMax)
+        if ramp {
+            if self.rate != nil || self.calls != nil { fail("sip-replay: --ramp sets the rates and calls itself; drop --rate and --calls") }
+            if let problem = rampOptions.problem { fail("sip-replay: \(problem)") }
+        }
+        let rate = ramp ? rampStart : self.rate ?? 10
+        let calls = ramp ? rampOptions.calls(at: rampStart) : self.calls ?? 1
         guard rate > 0, rate.isFinite, calls > 0, timeoutMs > 0 else {
             fail("sip-replay: --rate, --calls and --timeout-ms must be positive")
         }
@@ -80,7 +102,19 @@ struct SIPReplay: ParsableCommand {
             fail("sip-replay: \(error)")
         }
         printError("sip-replay: callee side on \(engine.calleeAddress) (start the proxy with --upstream sip:\(engine.calleeAddress))")
-        let report = engine.run()
+        let report: ReplayReport
+        if ramp {
+            report = runRamp(
+                rampOptions,
+                step: { rate, calls in
+                    engine.reset(rate: rate, calls: calls)
+                    printError("sip-replay: ramp step: \(calls) calls at \(rate) calls/s")
+                    return engine.run()
+                },
+                settle: { engine.settle(milliseconds: rampOptions.settleMilliseconds) })
+        } else {
+            report = engine.run()
+        }
         print(json ? report.renderJSON() : report.renderTable(), terminator: "")
         Glibc.exit(report.exitStatus)
     }

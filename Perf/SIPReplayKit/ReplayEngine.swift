@@ -133,7 +133,7 @@ final class ReplayCall {
 
 /// Replays calls and returns the report.
 public final class ReplayEngine {
-    let options: ReplayOptions
+    var options: ReplayOptions
     let templates: [[ReplayStep]]
     let loop: EventLoop
     var callerSocket: UDPSocket!
@@ -194,6 +194,22 @@ public final class ReplayEngine {
             report.proxyPeakMemoryKilobytes = after.peakRssKilobytes
         }
         return report
+    }
+
+    /// Prepares another run on the same sockets (a ramp step): a fresh report at `rate` for `calls`
+    /// calls. Calls of earlier runs stay known until their drop timers so their late messages are ignored.
+    public func reset(rate: Double, calls: Int) {
+        options.rate = rate
+        options.calls = calls
+        report = ReplayReport(target: report.target, rateOffered: rate)
+        started = 0
+        finishedCount = 0
+    }
+
+    /// Serves the sockets for `milliseconds` without starting calls (a pause between ramp steps).
+    public func settle(milliseconds: Int) {
+        loop.scheduleOnce(afterMilliseconds: max(1, milliseconds)) { [unowned self] in self.loop.stop() }
+        loop.run()
     }
 
     // MARK: - Scheduling

@@ -53,6 +53,8 @@ public struct ReplayReport: Sendable {
     public var proxyCPUSecondsPer1000Calls: Double?
     public var proxyPeakMemoryKilobytes: Int?
     public var ramp: [RampStep]?
+    /// With a ramp: the highest rate at which a step had no failed call (nil when none passed).
+    public var highestZeroFailureRate: Double?
 
     public init(
         target: String, rateOffered: Double, callsAttempted: Int = 0, callsCompleted: Int = 0,
@@ -60,7 +62,7 @@ public struct ReplayReport: Sendable {
         retransmissions: Int = 0, inviteToOK: LatencyHistogram = LatencyHistogram(),
         byeToOK: LatencyHistogram = LatencyHistogram(), durationSeconds: Double = 0,
         proxyCPUSecondsPer1000Calls: Double? = nil, proxyPeakMemoryKilobytes: Int? = nil,
-        ramp: [RampStep]? = nil
+        ramp: [RampStep]? = nil, highestZeroFailureRate: Double? = nil
     ) {
         self.target = target
         self.rateOffered = rateOffered
@@ -76,6 +78,7 @@ public struct ReplayReport: Sendable {
         self.proxyCPUSecondsPer1000Calls = proxyCPUSecondsPer1000Calls
         self.proxyPeakMemoryKilobytes = proxyPeakMemoryKilobytes
         self.ramp = ramp
+        self.highestZeroFailureRate = highestZeroFailureRate
     }
 
     /// Completed calls per second of run time (0 for a run of no duration).
@@ -83,8 +86,8 @@ public struct ReplayReport: Sendable {
         durationSeconds > 0 ? Double(callsCompleted) / durationSeconds : 0
     }
 
-    /// The tool's exit status: 0 when no call failed, 1 otherwise.
-    public var exitStatus: Int32 { callsFailed == 0 ? 0 : 1 }
+    /// The tool's exit status: 0 when no call failed or (ramping) some step had no failed call, 1 otherwise.
+    public var exitStatus: Int32 { callsFailed == 0 || highestZeroFailureRate != nil ? 0 : 1 }
 
     /// Counts one failure of a call.
     public mutating func recordFailure(_ reason: FailureReason, example: String? = nil, keepingExamples limit: Int = 10) {
@@ -116,6 +119,9 @@ public struct ReplayReport: Sendable {
         }
         rows.append(("retransmissions", "\(retransmissions)"))
         rows.append(("achieved rate", reportFixed(callsPerSecond, 1) + " calls/s"))
+        if let highest = highestZeroFailureRate {
+            rows.append(("highest zero-failure rate", reportFixed(highest, 1) + " calls/s"))
+        }
         if let cpu = proxyCPUSecondsPer1000Calls {
             rows.append(("proxy CPU", reportFixed(cpu, 3) + " s per 1000 calls"))
         }
@@ -200,6 +206,7 @@ public struct ReplayReport: Sendable {
         } else {
             field("ramp", "null")
         }
+        field("highestZeroFailureRate", highestZeroFailureRate.map(reportJSONNumber) ?? "null")
         field("exitStatus", "\(exitStatus)")
         out += "\n}\n"
         return out

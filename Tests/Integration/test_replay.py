@@ -81,3 +81,35 @@ def test_replay_without_proxy_times_out_with_status_1(bench):
     assert report["callsFailed"] == 3
     assert report["failures"]["timeout"] == 3
     assert report["durationSeconds"] < 5
+
+
+def test_replay_ramp_through_proxy(bench):
+    # Steps of 2 s at 50, 100, 200 and 400 calls/s (the next, 800, passes --ramp-max): every step
+    # passes, no bisection step, the highest zero-failure rate is the last.
+    bench.skip_unless_proxy("the replay plays both ends; it needs a proxy between them")
+    binary = replay_binary()
+    if not binary.exists():
+        pytest.skip(f"{binary} not built (swift build)")
+    path = CORPUS / "goffinet_uac-uas-scenario-sipp.pcapng"
+    if not path.exists():
+        pytest.skip(f"capture {path} not present")
+    callee_port = harness.free_port()
+    endpoints = bench.start_proxy(callee_port, "udp")
+    argv = [str(binary), str(path), "--target", f"udp:{harness.LOCALHOST}:{endpoints.udp_port}",
+            "--callee-port", str(callee_port), "--ramp", "--ramp-start", "50", "--ramp-factor", "2",
+            "--ramp-step-seconds", "2", "--ramp-max", "400", "--json",
+            "--proxy-pid", str(bench.proxy.pid)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_BOUND_S)
+    try:
+        report = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"no JSON report (status {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    assert done.returncode == 0, f"{report['ramp']} {report['failureExamples']}\n{done.stderr}"
+    assert [step["rate"] for step in report["ramp"]] == [50.0, 100.0, 200.0, 400.0]
+    assert all(step["verdict"] == "pass" and step["failed"] == 0 for step in report["ramp"]), report["ramp"]
+    assert [step["completed"] for step in report["ramp"]] == [100, 200, 400, 800]
+    assert report["highestZeroFailureRate"] == 400.0
+    assert report["callsAttempted"] == 1500
+    assert report["callsFailed"] == 0
+    assert report["exitStatus"] == 0
+    bench.assert_proxy_running()

@@ -37,4 +37,20 @@ import Testing
         #expect(report.exitStatus == 1)
         #expect(report.durationSeconds < 3)
     }
+
+    @Test func resetRunsAgainOnTheSameSocketsWithAFreshReport() throws {
+        let capture = try loadTemplates(path: corpusDirectory + "/goffinet_uac-uas-scenario-sipp.pcapng")
+        let options = ReplayOptions(
+            targetHost: "127.0.0.1", targetPort: 9, rate: 50, calls: 1, calleePort: 0, timeoutMilliseconds: 200)
+        let engine = try ReplayEngine(templates: capture.templates, options: options)
+        let callee = engine.calleeAddress
+        #expect(engine.run().failures[.timeout] == 1)
+        engine.settle(milliseconds: 50)
+        engine.reset(rate: 100, calls: 2)
+        let second = engine.run()
+        #expect(engine.calleeAddress == callee)
+        #expect(second.rateOffered == 100)
+        #expect(second.callsAttempted == 2)
+        #expect(second.failures[.timeout] == 2)
+    }
 }

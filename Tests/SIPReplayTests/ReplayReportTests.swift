@@ -107,6 +107,7 @@ import Testing
                 {"rate": 50.0, "completed": 500, "failed": 0, "verdict": "pass"},
                 {"rate": 1000.0, "completed": 497, "failed": 3, "verdict": "fail"}
               ],
+              "highestZeroFailureRate": null,
               "exitStatus": 1
             }
 
@@ -119,7 +120,7 @@ import Testing
         #expect(top.map(\.key) == [
             "target", "rateOffered", "durationSeconds", "callsAttempted", "callsCompleted", "callsFailed",
             "failures", "failureExamples", "retransmissions", "callsPerSecond", "latencyMicroseconds",
-            "proxyCPUSecondsPer1000Calls", "proxyPeakMemoryKilobytes", "ramp", "exitStatus",
+            "proxyCPUSecondsPer1000Calls", "proxyPeakMemoryKilobytes", "ramp", "highestZeroFailureRate", "exitStatus",
         ])
     }
 
