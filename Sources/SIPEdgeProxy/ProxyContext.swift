@@ -59,13 +59,12 @@ final class ProxyContext: @unchecked Sendable {
     /// The worker that owns a message's call: Call-ID hash modulo the worker count.
     func ownerIndex(of message: SIPMessage, callID: ByteRange) -> Int {
         guard workers.count > 1 else { return 0 }
-        return Int(message.hash(callID, seed: hashSeed) % UInt64(workers.count))
+        return ownerIndex(ofCallIDHash: message.hash(callID, seed: hashSeed))
     }
 
-    /// The worker a Call-ID of our own making will be handled by (the same hash as above).
-    func ownerIndex(ofCallID callID: [UInt8]) -> Int {
-        guard workers.count > 1 else { return 0 }
-        return Int(SIPMessage.hash(callID, seed: hashSeed) % UInt64(workers.count))
+    /// The worker for a Call-ID hashed with `hashSeed` (Call-IDs of our own making too).
+    func ownerIndex(ofCallIDHash hash: UInt64) -> Int {
+        workers.count > 1 ? Int(hash % UInt64(workers.count)) : 0
     }
 }
 

@@ -141,6 +141,37 @@ enum ClientInput {
     case transportError
 }
 
+extension ProxyTransaction.ClientSide {
+    /// Feeds the machine and keeps its new state: proxied requests and requests toward SRSs alike.
+    /// Inputs that do not apply to the kind (a CANCEL of a non-INVITE) change nothing.
+    mutating func step(_ input: ClientInput) -> TransactionActions {
+        switch self {
+        case .invite(var machine):
+            let actions: TransactionActions
+            switch input {
+            case .start: actions = machine.start()
+            case .response(let statusCode): actions = machine.receiveResponse(statusCode: statusCode)
+            case .cancel: actions = machine.cancel()
+            case .timer(let timer): actions = machine.timerFired(timer)
+            case .transportError: actions = machine.transportError()
+            }
+            self = .invite(machine)
+            return actions
+        case .nonInvite(var machine):
+            let actions: TransactionActions
+            switch input {
+            case .start: actions = machine.start()
+            case .response(let statusCode): actions = machine.receiveResponse(statusCode: statusCode)
+            case .cancel: actions = .none
+            case .timer(let timer): actions = machine.timerFired(timer)
+            case .transportError: actions = machine.transportError()
+            }
+            self = .nonInvite(machine)
+            return actions
+        }
+    }
+}
+
 extension ProxyTransaction {
     /// Feeds the server-side state machine and keeps its new state. Inputs that do not apply to
     /// the kind (an ACK to a non-INVITE transaction) change nothing.
@@ -175,32 +206,7 @@ extension ProxyTransaction {
 
     /// Feeds the client-side state machine, if the request was forwarded, and keeps its new state.
     func clientStep(_ input: ClientInput) -> TransactionActions {
-        switch client {
-        case .invite(var machine):
-            let actions: TransactionActions
-            switch input {
-            case .start: actions = machine.start()
-            case .response(let statusCode): actions = machine.receiveResponse(statusCode: statusCode)
-            case .cancel: actions = machine.cancel()
-            case .timer(let timer): actions = machine.timerFired(timer)
-            case .transportError: actions = machine.transportError()
-            }
-            client = .invite(machine)
-            return actions
-        case .nonInvite(var machine):
-            let actions: TransactionActions
-            switch input {
-            case .start: actions = machine.start()
-            case .response(let statusCode): actions = machine.receiveResponse(statusCode: statusCode)
-            case .cancel: actions = .none
-            case .timer(let timer): actions = machine.timerFired(timer)
-            case .transportError: actions = machine.transportError()
-            }
-            client = .nonInvite(machine)
-            return actions
-        case nil:
-            return .none
-        }
+        client?.step(input) ?? .none
     }
 }
 

@@ -55,7 +55,8 @@ final class Worker: @unchecked Sendable {
     /// SRSs, and the recording sessions by their own Call-ID (for requests from the SRS).
     var mediaEngine: (any MediaEngine)?
     var recordingTransactions: [UInt64: RecordingTransaction] = [:]
-    var recordingsByCallID: [String: RecordingDriver] = [:]
+    /// Keyed by the seeded hash of the Call-ID, so that looking up an arriving request builds no text.
+    var recordingsByCallID: [UInt64: RecordingDriver] = [:]
     /// The last address an ICMP error was handled for, and when.
     var lastUnreachable: (SocketAddress, UInt64)?
     /// The text of the last peer address seen: peers repeat, and inet_ntop is not free.

@@ -15,6 +15,8 @@ final class RecordingDriver {
     struct Leg {
         var srsIndex: Int
         var callID: String
+        /// The Call-ID's seeded hash: its key among the worker's recording sessions.
+        var callIDKey: UInt64
         var localTag: String
         var cseq: UInt32 = 1
         var remoteTag: String?
@@ -131,6 +133,14 @@ final class RecordingTransaction {
         case reInvite
         case bye
         case cancel
+
+        var method: SIPMethod {
+            switch self {
+            case .initialInvite, .reInvite: return .invite
+            case .bye: return .bye
+            case .cancel: return .cancel
+            }
+        }
     }
 
     let id: UInt64
@@ -151,53 +161,25 @@ final class RecordingTransaction {
     /// The ACK for each 2xx, built once (retransmitted 2xx get the same ACK, §13.2.2.4).
     var ackBytes: [UInt8]?
 
-    init(id: UInt64, purpose: Purpose, bytes: [UInt8], hop: Hop, client: ProxyTransaction.ClientSide, driver: RecordingDriver) {
+    /// A fresh client transaction (RFC 3261 §17.1) of the kind the purpose's method needs.
+    init(id: UInt64, purpose: Purpose, bytes: [UInt8], hop: Hop, settings: TimerSettings, driver: RecordingDriver) {
         self.id = id
         self.purpose = purpose
         self.bytes = bytes
         self.hop = hop
-        self.client = client
         self.driver = driver
-    }
-
-    var method: SIPMethod {
+        let reliable = hop.transport.isReliable
         switch purpose {
-        case .initialInvite, .reInvite: return .invite
-        case .bye: return .bye
-        case .cancel: return .cancel
+        case .initialInvite, .reInvite:
+            client = .invite(ClientInviteTransaction(reliableTransport: reliable, settings: settings))
+        case .bye, .cancel:
+            client = .nonInvite(ClientNonInviteTransaction(reliableTransport: reliable, settings: settings))
         }
     }
+
+    var method: SIPMethod { purpose.method }
 
     func step(_ input: ClientInput) -> TransactionActions {
-        switch client {
-        case .invite(var machine):
-            let actions = Self.apply(input, to: &machine)
-            client = .invite(machine)
-            return actions
-        case .nonInvite(var machine):
-            let actions = Self.apply(input, to: &machine)
-            client = .nonInvite(machine)
-            return actions
-        }
-    }
-
-    private static func apply(_ input: ClientInput, to machine: inout ClientInviteTransaction) -> TransactionActions {
-        switch input {
-        case .start: return machine.start()
-        case .response(let code): return machine.receiveResponse(statusCode: code)
-        case .timer(let timer): return machine.timerFired(timer)
-        case .transportError: return machine.transportError()
-        case .cancel: return machine.cancel()
-        }
-    }
-
-    private static func apply(_ input: ClientInput, to machine: inout ClientNonInviteTransaction) -> TransactionActions {
-        switch input {
-        case .start: return machine.start()
-        case .response(let code): return machine.receiveResponse(statusCode: code)
-        case .timer(let timer): return machine.timerFired(timer)
-        case .transportError: return machine.transportError()
-        case .cancel: return .none
-        }
+        client.step(input)
     }
 }

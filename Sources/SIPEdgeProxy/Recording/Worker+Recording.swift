@@ -72,32 +72,23 @@ extension Worker {
             callID: call.callID, subscriptionTag: driver.subscriptionTag,
             flags: Self.securityFlags(security) + driver.instance.mediaFlags, mediaAddress: driver.instance.mediaAddress
         ) { [unowned self] result in
-            if let next {
-                // A re-offer for a failover SRS with other media security: the session does not see it.
-                guard case .success(let subscription) = result else {
-                    self.counters[.mediaEngineFailures] += 1
-                    next(false)
-                    return
-                }
-                driver.offerSDP = subscription.sdp
-                driver.streams = subscription.streams
-                driver.offerSecurity = security
-                next(true)
-                return
-            }
+            let succeeded: Bool
             switch result {
             case .success(let subscription):
                 driver.offerSDP = subscription.sdp
                 driver.streams = subscription.streams
                 driver.offerSecurity = security
+                succeeded = true
             case .failure(let error):
                 self.counters[.mediaEngineFailures] += 1
                 driver.logger.warning("media engine refused the recording subscription", metadata: ["error": "\(error)"])
+                succeeded = false
             }
-            if case .success = result {
-                self.perform(driver, driver.machine.subscribeCompleted(succeeded: true))
+            // A re-offer for a failover SRS with other media security goes to `next`, not the session.
+            if let next {
+                next(succeeded)
             } else {
-                self.perform(driver, driver.machine.subscribeCompleted(succeeded: false))
+                self.perform(driver, driver.machine.subscribeCompleted(succeeded: succeeded))
             }
         }
     }
@@ -172,7 +163,7 @@ extension Worker {
     }
 
     func forgetRecording(_ driver: RecordingDriver) {
-        if let leg = driver.leg, recordingsByCallID[leg.callID] === driver { recordingsByCallID.removeValue(forKey: leg.callID) }
+        if let leg = driver.leg, recordingsByCallID[leg.callIDKey] === driver { recordingsByCallID.removeValue(forKey: leg.callIDKey) }
     }
 
     /// A double CRLF on every open connection to an SRS (RFC 5626 §4.4.1), so that idle ones
@@ -192,7 +183,7 @@ extension Worker {
     // MARK: Requests toward the SRS
 
     private func sendInitialInvite(_ driver: RecordingDriver, srs index: Int) {
-        if let old = driver.leg, recordingsByCallID[old.callID] === driver { recordingsByCallID.removeValue(forKey: old.callID) }
+        if let old = driver.leg, recordingsByCallID[old.callIDKey] === driver { recordingsByCallID.removeValue(forKey: old.callIDKey) }
         let srs = driver.instance.srs[index]
         if driver.offerSecurity != srs.mediaSecurity {
             // The next SRS wants other media security (say, no SRTP): a new offer first, so a
@@ -207,9 +198,11 @@ extension Worker {
             }
             return
         }
-        let leg = RecordingDriver.Leg(srsIndex: index, callID: makeOwnedCallID(), localTag: makeTag(), remoteTarget: srs.uri)
+        let callID = makeOwnedCallID()
+        let leg = RecordingDriver.Leg(
+            srsIndex: index, callID: callID.text, callIDKey: callID.key, localTag: makeTag(), remoteTarget: srs.uri)
         driver.leg = leg
-        recordingsByCallID[leg.callID] = driver
+        recordingsByCallID[leg.callIDKey] = driver
         guard let offer = driver.offerSDP, let body = driver.body(sdp: offer) else {
             perform(driver, driver.machine.inviteFailed(attempt: index, reason: .transportError))
             return
@@ -227,7 +220,7 @@ extension Worker {
                 }
                 driver.leg?.hop = hop
                 if hop.transport.isStream { self.recorderConnections.insert(address) }
-                self.startTransaction(driver, purpose: .initialInvite(attempt: index), method: "INVITE", body: body, extra: driver.extraHeaders)
+                self.startTransaction(driver, purpose: .initialInvite(attempt: index), body: body, extra: driver.extraHeaders)
             case .failure(let error):
                 driver.logger.warning("recorder address unresolvable", metadata: ["srs": "\(srs)", "error": "\(error)"])
                 self.perform(driver, driver.machine.inviteFailed(attempt: index, reason: .transportError))
@@ -247,13 +240,13 @@ extension Worker {
             return
         }
         driver.leg?.cseq += 1
-        startTransaction(driver, purpose: .reInvite, method: "INVITE", body: body, extra: [])
+        startTransaction(driver, purpose: .reInvite, body: body, extra: [])
     }
 
     private func sendBYE(_ driver: RecordingDriver) {
         guard driver.leg?.hop != nil, driver.leg?.remoteTag != nil else { return }
         driver.leg?.cseq += 1
-        startTransaction(driver, purpose: .bye, method: "BYE", body: nil, extra: [])
+        startTransaction(driver, purpose: .bye, body: nil, extra: [])
     }
 
     private func cancelInvite(_ driver: RecordingDriver) {
@@ -272,12 +265,14 @@ extension Worker {
 
     /// Builds and sends a request inside the session's current leg, with its client transaction.
     private func startTransaction(
-        _ driver: RecordingDriver, purpose: RecordingTransaction.Purpose, method: String,
+        _ driver: RecordingDriver, purpose: RecordingTransaction.Purpose,
         body: (contentType: String, bytes: [UInt8])?, extra: [UInt8]
     ) {
         guard let leg = driver.leg, let hop = leg.hop else { return }
         let id = nextTransactionID()
         let interface = context.interfaces.all[hop.interfaceIndex]
+        let isInvite = purpose.method == .invite
+        let method = purpose.method.description
         var output: [UInt8] = []
         output.reserveCapacity(1024 + (body?.bytes.count ?? 0))
         let requestURI = purpose == .bye || purpose == .reInvite ? leg.remoteTarget : driver.instance.srs[leg.srsIndex].uri
@@ -286,7 +281,7 @@ extension Worker {
         output.append(ascii: "Max-Forwards: 70\r\n")
         appendDialogHeaders(leg, driver: driver, method: method, cseq: leg.cseq, to: &output)
         for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
-        if method == "INVITE" {
+        if isInvite {
             output.append(text: interface.srcContactLine(transport: hop.transport, secure: driver.instance.srs[leg.srsIndex].isSIPSURI))
             output.append(ascii: "Require: siprec\r\n")
             output.append(ascii: "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
@@ -300,14 +295,10 @@ extension Worker {
         } else {
             output.append(ascii: "Content-Length: 0\r\n\r\n")
         }
-        let reliable = hop.transport.isReliable
-        let client: ProxyTransaction.ClientSide =
-            method == "INVITE"
-            ? .invite(ClientInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
-            : .nonInvite(ClientNonInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
-        let transaction = RecordingTransaction(id: id, purpose: purpose, bytes: output, hop: hop, client: client, driver: driver)
+        let transaction = RecordingTransaction(
+            id: id, purpose: purpose, bytes: output, hop: hop, settings: context.timerSettings, driver: driver)
         recordingTransactions[id] = transaction
-        if method == "INVITE" { driver.pendingInvite = transaction }
+        if isInvite { driver.pendingInvite = transaction }
         performRecordingClient(transaction, actions: transaction.step(.start), response: nil)
     }
 
@@ -336,13 +327,15 @@ extension Worker {
     static func nameAddr(_ uri: String) -> String { uri.hasPrefix("<") || uri.contains("<") ? uri : "<\(uri)>" }
 
     /// A Call-ID that this worker owns (the Call-ID hash picks the worker for every message), so
-    /// the SRS's responses and requests come back to the loop that holds the session.
-    private func makeOwnedCallID() -> String {
+    /// the SRS's responses and requests come back to the loop that holds the session; with its
+    /// hash, the key of `recordingsByCallID`.
+    private func makeOwnedCallID() -> (text: String, key: UInt64) {
         while true {
             var bytes: [UInt8] = []
             bytes.append(hex: context.tagSeed &+ nextTransactionID() &* 0x9E37_79B9_7F4A_7C15, digits: 16)
             bytes.append(ascii: "-rs@siprec-edge")
-            if context.ownerIndex(ofCallID: bytes) == index { return String(decoding: bytes, as: UTF8.self) }
+            let key = SIPMessage.hash(bytes, seed: context.hashSeed)
+            if context.ownerIndex(ofCallIDHash: key) == index { return (String(decoding: bytes, as: UTF8.self), key) }
         }
     }
 
@@ -373,8 +366,7 @@ extension Worker {
                 if let invite = try? SIPMessage(parsing: transaction.bytes), let cancel = invite.makeCANCEL() {
                     let id = nextTransactionID()
                     let cancelTransaction = RecordingTransaction(
-                        id: id, purpose: .cancel, bytes: cancel, hop: transaction.hop,
-                        client: .nonInvite(ClientNonInviteTransaction(reliableTransport: transaction.hop.transport.isReliable, settings: context.timerSettings)),
+                        id: id, purpose: .cancel, bytes: cancel, hop: transaction.hop, settings: context.timerSettings,
                         driver: transaction.driver)
                     // The CANCEL's branch is the INVITE's (§9.1): its responses find the INVITE.
                     transaction.cancel = cancelTransaction
@@ -423,12 +415,8 @@ extension Worker {
     func resendRecordingRequest(_ failed: RecordingTransaction) {
         let driver = failed.driver
         guard recordingTransactions[failed.id] == nil, driver.leg?.hop != nil else { return }
-        let reliable = failed.hop.transport.isReliable
-        let client: ProxyTransaction.ClientSide =
-            failed.method == .invite
-            ? .invite(ClientInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
-            : .nonInvite(ClientNonInviteTransaction(reliableTransport: reliable, settings: context.timerSettings))
-        let again = RecordingTransaction(id: failed.id, purpose: failed.purpose, bytes: failed.bytes, hop: failed.hop, client: client, driver: driver)
+        let again = RecordingTransaction(
+            id: failed.id, purpose: failed.purpose, bytes: failed.bytes, hop: failed.hop, settings: context.timerSettings, driver: driver)
         again.resends = failed.resends + 1
         recordingTransactions[again.id] = again
         if failed.purpose == .reInvite { driver.pendingInvite = again }
@@ -572,7 +560,11 @@ extension Worker {
     /// The recording session a request from an SRS belongs to, by its Call-ID.
     func recordingSession(for inbound: Inbound) -> RecordingDriver? {
         guard !recordingsByCallID.isEmpty else { return nil }
-        return recordingsByCallID[inbound.message.text(inbound.headers.callID)]
+        let callID = inbound.headers.callID
+        guard let driver = recordingsByCallID[inbound.message.hash(callID, seed: context.hashSeed)],
+            let leg = driver.leg, inbound.message.equals(callID, leg.callID)
+        else { return nil }
+        return driver
     }
 
     /// Answers a request inside a recording session (RFC 7866 §8): BYE ends the recording (200,
