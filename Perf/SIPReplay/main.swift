@@ -1,7 +1,8 @@
 // sip-replay: reads a pcap/pcapng capture into call templates. `--summary FILE` lists what it
-// found and how it would replay it, sending nothing; `--target udp:IP:PORT` replays its complete
-// INVITE calls through a proxy, playing both the caller and the callee (the proxy's upstream);
-// `--ramp` raises the rate step by step to find the highest rate without a failed call. Exit status:
+// found and how it would replay it, sending nothing; `--target udp|tcp:IP:PORT` replays its
+// replayable calls (INVITE calls, CANCELled ones, OPTIONS, REGISTER, SUBSCRIBE ...) through a proxy,
+// playing both the caller and the callee (the proxy's upstream); `--ramp` raises the rate step by
+// step to find the highest rate without a failed call. Exit status:
 // 0 when every call completed (ramping: when some step had no failed call), 1 otherwise, 2 for
 // unusable input or arguments.
 import Glibc
@@ -26,8 +27,17 @@ struct SIPReplay: ParsableCommand {
     @Option(help: "New calls per second.")
     var rate: Double?
 
-    @Option(help: "Number of calls to place.")
+    @Option(help: "Number of calls to place (default 1).")
     var calls: Int?
+
+    @Option(help: "Place calls for this many seconds instead of --calls (calls: rate × seconds).")
+    var duration: Double?
+
+    @Option(help: "Hold each call this many milliseconds: replaces the delay before the first request after the 2xx's ACK (the BYE, from either side), so many calls are up at once.")
+    var holdMs: Int?
+
+    @Option(help: "With a tcp: target, the TCP connections the caller side opens to it; calls take them in turn.")
+    var tcpConnections: Int = 1
 
     @Flag(help: "Ramp the rate: fixed-rate steps until one has a failed call, then one step between the last passing and the first failing rate.")
     var ramp = false
@@ -44,7 +54,7 @@ struct SIPReplay: ParsableCommand {
     @Option(help: "No ramp step runs above this rate, calls per second.")
     var rampMax: Double = 5000
 
-    @Option(help: "The callee side's UDP port on 127.0.0.1 (the proxy's upstream); default 5080 or a free port.")
+    @Option(help: "The callee side's port on 127.0.0.1, UDP and TCP (the proxy's upstream); default 5080 or a free port.")
     var calleePort: UInt16?
 
     @Option(help: "Fail a call when an expected message does not come within this many milliseconds.")
@@ -71,37 +81,51 @@ struct SIPReplay: ParsableCommand {
             print(render(capture), terminator: "")
             return
         }
-        guard let target else { fail("sip-replay: --target udp:IP:PORT is required (or --summary)") }
+        guard let target else { fail("sip-replay: --target udp:IP:PORT or tcp:IP:PORT is required (or --summary)") }
         let parts = target.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 3, let port = UInt16(parts[2]), port != 0 else {
-            fail("sip-replay: --target must be udp:IP:PORT, not \(target)")
+            fail("sip-replay: --target must be udp:IP:PORT or tcp:IP:PORT, not \(target)")
         }
-        guard parts[0] == "udp" else { fail("sip-replay: only udp targets are implemented yet (\(target))") }
+        guard let transport = ReplayTransport(rawValue: String(parts[0])) else {
+            fail("sip-replay: unknown transport '\(parts[0])' in --target \(target): use udp:IP:PORT or tcp:IP:PORT")
+        }
+        guard tcpConnections >= 1 else { fail("sip-replay: --tcp-connections must be at least 1") }
+        if tcpConnections != 1, transport != .tcp { fail("sip-replay: --tcp-connections needs a tcp: target") }
+        if let holdMs, holdMs < 0 { fail("sip-replay: --hold-ms must not be negative") }
+        if duration != nil, self.calls != nil { fail("sip-replay: give --calls or --duration, not both") }
+        if let duration, !(duration > 0 && duration.isFinite) { fail("sip-replay: --duration must be positive") }
         let rampOptions = RampOptions(
             startRate: rampStart, factor: rampFactor, stepSeconds: rampStepSeconds, maxRate: rampMax)
         if ramp {
-            if self.rate != nil || self.calls != nil { fail("sip-replay: --ramp sets the rates and calls itself; drop --rate and --calls") }
+            if self.rate != nil || self.calls != nil || duration != nil {
+                fail("sip-replay: --ramp sets the rates and calls itself; drop --rate, --calls and --duration")
+            }
             if let problem = rampOptions.problem { fail("sip-replay: \(problem)") }
         }
         let rate = ramp ? rampStart : self.rate ?? 10
-        let calls = ramp ? rampOptions.calls(at: rampStart) : self.calls ?? 1
+        let calls =
+            ramp ? rampOptions.calls(at: rampStart) : duration.map { max(1, Int(($0 * rate).rounded())) } ?? self.calls ?? 1
         guard rate > 0, rate.isFinite, calls > 0, timeoutMs > 0 else {
             fail("sip-replay: --rate, --calls and --timeout-ms must be positive")
         }
         let templates = replayableTemplates(capture.templates)
         guard !templates.isEmpty else {
-            fail("sip-replay: \(file) has no complete INVITE call to replay (see --summary)")
+            fail("sip-replay: \(file) has no call to replay (see --summary for why each is left out)")
         }
         let options = ReplayOptions(
             targetHost: String(parts[1]), targetPort: port, rate: rate, calls: calls, calleePort: calleePort ?? 0,
-            timeoutMilliseconds: timeoutMs, proxyPID: proxyPid)
+            timeoutMilliseconds: timeoutMs, proxyPID: proxyPid, transport: transport, tcpConnections: tcpConnections,
+            holdMilliseconds: holdMs)
         let engine: ReplayEngine
         do {
             engine = try ReplayEngine(templates: capture.templates, options: options)
         } catch {
             fail("sip-replay: \(error)")
         }
-        printError("sip-replay: callee side on \(engine.calleeAddress) (start the proxy with --upstream sip:\(engine.calleeAddress))")
+        let upstream = "sip:\(engine.calleeAddress)" + (transport == .tcp ? ";transport=tcp" : "")
+        printError(
+            "sip-replay: \(templates.count) of \(capture.templates.count) calls replayable; callee side on "
+                + "\(engine.calleeAddress) UDP and TCP (start the proxy with --upstream \(upstream))")
         let report: ReplayReport
         if ramp {
             report = runRamp(
@@ -135,7 +159,7 @@ func render(_ s: CaptureSummary) -> String {
     var out = ""
     out += "capture: \(s.packets) packets, link type \(s.linkType)\n"
     out += "sip: \(s.sipMessages) messages (\(s.udpSIPMessages) UDP, \(s.tcpSIPMessages) TCP, \(s.sctpSIPMessages) SCTP), "
-    out += "\(s.calls) calls, \(s.completeCalls) complete\n"
+    out += "\(s.calls) calls, \(s.completeCalls) complete, \(s.templates.count { replayProblem($0) == nil }) replayable\n"
     out += "skipped: \(s.nonSIPDatagrams) non-SIP datagrams, \(s.nonIPPackets) non-IP packets, "
     out += "\(s.truncatedPackets) truncated packets, \(s.unsupportedTransportPackets) other transports (ICMP ...), "
     out += "\(s.fragmentsSkipped) fragments; \(s.fragmentsReassembled) IPv4 datagrams reassembled, "
@@ -164,7 +188,7 @@ func render(_ s: CaptureSummary) -> String {
             out += plan + "\n"
             previous = message
         }
-        out += "  \(call.summaryLine); " + (call.isCompleteCall ? "would be replayed" : "would not be replayed") + "\n"
+        out += "  \(call.summaryLine); " + (replayProblem(call).map { "would not be replayed: \($0)" } ?? "would be replayed") + "\n"
     }
     return out
 }

@@ -1,11 +1,19 @@
-// ReplayEngine: replays the complete INVITE calls of a capture over UDP through a proxy. One
-// event loop (run on the calling thread) serves two sockets: the caller side, which sends the
-// caller's requests to the target, and the callee side, where the proxy delivers them (the proxy's
-// upstream). Each call walks its template in order: a message is sent by its side once every
-// earlier message was exchanged, after the template's delay (capped at 2 s).
+// ReplayEngine: replays the calls of a capture through a proxy, playing both ends on one event loop
+// (run on the calling thread): the caller side sends the caller's requests to the target over UDP,
+// or over a small pool of TCP connections; the callee side, where the proxy delivers them (its
+// upstream), listens on UDP and TCP on one port and answers on the path a request came on. Each
+// call walks its steps in order: a message is sent by its side once every earlier one was
+// exchanged, after the template's delay. Every wait is a value in one timer queue served by a 1 ms
+// tick, so the cost of a tick is the timers due, never the number of calls.
 import Glibc
+internal import CLibPcap  // owns struct timeval's members here (MemberImportVisibility)
 import SIPEdgeIO
 import SIPMessage
+
+/// How the caller side reaches the target.
+public enum ReplayTransport: String, Sendable {
+    case udp, tcp
+}
 
 /// What to replay and where.
 public struct ReplayOptions: Sendable {
@@ -13,14 +21,21 @@ public struct ReplayOptions: Sendable {
     public var targetPort: UInt16
     public var rate: Double
     public var calls: Int
-    /// The callee side's port on 127.0.0.1 (0: any free port).
+    /// The callee side's port on 127.0.0.1, UDP and TCP (0: 5080, 5081, 5082 or any free port).
     public var calleePort: UInt16
     public var timeoutMilliseconds: Int
     public var proxyPID: Int32?
+    public var transport: ReplayTransport
+    /// TCP: connections the caller side opens to the target; calls take them in turn.
+    public var tcpConnections: Int
+    /// Replaces the delay before the first request after the 2xx's ACK (the BYE, usually), so calls
+    /// stay up this long and many are up at once.
+    public var holdMilliseconds: Int?
 
     public init(
         targetHost: String, targetPort: UInt16, rate: Double, calls: Int, calleePort: UInt16 = 0,
-        timeoutMilliseconds: Int = 5000, proxyPID: Int32? = nil
+        timeoutMilliseconds: Int = 5000, proxyPID: Int32? = nil, transport: ReplayTransport = .udp,
+        tcpConnections: Int = 1, holdMilliseconds: Int? = nil
     ) {
         self.targetHost = targetHost
         self.targetPort = targetPort
@@ -29,96 +44,91 @@ public struct ReplayOptions: Sendable {
         self.calleePort = calleePort
         self.timeoutMilliseconds = timeoutMilliseconds
         self.proxyPID = proxyPID
+        self.transport = transport
+        self.tcpConnections = tcpConnections
+        self.holdMilliseconds = holdMilliseconds
     }
 }
 
-/// The templates v1 replays: complete calls whose first request is INVITE.
-public func replayableTemplates(_ templates: [CallTemplate]) -> [CallTemplate] {
-    templates.filter { $0.isCompleteCall && $0.messages.first(where: { $0.isRequest })?.method == "INVITE" }
-}
+/// Where a side answers a request it received.
+enum ReplyPath {
+    case datagram(SocketAddress)
+    case stream(StreamConnection)
 
-/// One step of a replayed call: a template message without its retransmissions.
-struct ReplayStep {
-    var role: Role
-    var isRequest: Bool
-    var method: String
-    var statusCode: Int?
-    var cseq: UInt32
-    var delayMilliseconds: Int
-    var body: [UInt8]
-    /// Whether the far side may never see it (provisional responses absorbed by the proxy, ACK of a
-    /// non-2xx final answered hop by hop).
-    var optionalReceipt: Bool
-}
-
-/// The steps of a template: retransmissions dropped (their delay added to the next message).
-func replaySteps(_ template: CallTemplate) -> [ReplayStep] {
-    var steps: [ReplayStep] = []
-    var carried = 0
-    var inviteFinalIs2xx = true
-    for message in template.messages {
-        if message.isRetransmission {
-            carried += message.delayMilliseconds
-            continue
-        }
-        var body: [UInt8] = []
-        if let parsed = try? SIPMessage(parsing: message.bytes), parsed.bodyRange.count > 0 {
-            body = Array(message.bytes[parsed.bodyRange.offset..<parsed.bodyRange.end])
-        }
-        let status = message.statusCode
-        if let status, message.method == "INVITE", status >= 200 { inviteFinalIs2xx = status < 300 }
-        let optional = (status.map { $0 < 200 } ?? false) || (message.isRequest && message.method == "ACK" && !inviteFinalIs2xx)
-        steps.append(
-            ReplayStep(
-                role: message.role, isRequest: message.isRequest, method: message.method, statusCode: status,
-                cseq: message.cseq, delayMilliseconds: min(2000, message.delayMilliseconds + carried), body: body,
-                optionalReceipt: optional))
-        carried = 0
+    var isStream: Bool {
+        if case .stream = self { return true }
+        return false
     }
-    return steps
 }
 
-/// A request sent and resent (T1 = 500 ms) until a response arrives.
-struct ClientTransaction {
+/// A request a side received, kept to answer it (and to answer its retransmissions again).
+struct ReceivedRequest {
     var method: String
     var cseq: UInt32
-    var bytes: [UInt8]
-    var role: Role
-    var nextMilliseconds: UInt64
-    var intervalMilliseconds: UInt64
+    var message: SIPMessage
+    var path: ReplyPath
+    var lastResponse: [UInt8]?
 }
 
-/// One side's view of the dialog.
-struct DialogSide {
+/// The last INVITE a side sent: its CANCEL and the ACK of its non-2xx final reuse its branch.
+struct SentInvite {
+    var branch: Int
+    var cseq: UInt32
+    var inDialog: Bool
+}
+
+/// One side's view of the call.
+struct SideState {
     var localTag: String
-    var remoteTag: String?
     var localURI: String
     var remoteURI: String
-    var remoteTarget: String
+    var remoteTag: String?
+    var remoteTarget: String?
     var routeSet: [String] = []
-    var lastRequest: SIPMessage?
-    var lastRequestSource: SocketAddress?
+    /// The latest request of each method received.
+    var requests: [ReceivedRequest] = []
+    /// Where this side's own in-dialog requests go when it has no connection of its own (the
+    /// proxy's address or connection, from the last request it sent us).
+    var proxyPath: ReplyPath?
+    var invite: SentInvite?
+}
+
+/// A message resent over UDP until answered (requests: timers A and E) or ACKed (INVITE final
+/// responses: timer G).
+struct Retransmission {
+    var bytes: [UInt8]
+    var path: ReplyPath
+    var role: Role
+    var method: String
+    var cseq: UInt32
+    var isResponse: Bool
+    var intervalMilliseconds: UInt64
+    var active = true
 }
 
 final class ReplayCall {
-    let id: Int
-    let callID: String
+    let number: Int
     let steps: [ReplayStep]
     var sent: [Bool]
     var received: [Bool]
-    var scheduled = false
+    /// Every step before it is done.
+    var nextStep = 0
+    /// A step waits for its delay.
+    var stepPending = false
     var lastProgress: UInt64
-    var caller: DialogSide
-    var callee: DialogSide
-    var transactions: [ClientTransaction] = []
+    var caller: SideState
+    var callee: SideState
+    /// TCP: the caller side's connection.
+    var connection: StreamConnection?
+    var retransmissions: [Retransmission] = []
     var inviteSentAt: UInt64?
     var byeSentAt: UInt64?
-    var inviteBranch = ""
+    /// The ACK of the 2xx, sent again when the 2xx is.
+    var ackOf2xx: (bytes: [UInt8], path: ReplyPath)?
     var finished = false
 
-    init(id: Int, callID: String, steps: [ReplayStep], caller: DialogSide, callee: DialogSide, now: UInt64) {
-        self.id = id
-        self.callID = callID
+    init(number: Int, steps: [ReplayStep], caller: SideState, callee: SideState, now: UInt64) {
+        self.number = number
         self.steps = steps
         sent = Array(repeating: false, count: steps.count)
         received = Array(repeating: false, count: steps.count)
@@ -128,66 +138,114 @@ final class ReplayCall {
     }
 
     func done(_ j: Int) -> Bool { sent[j] && (received[j] || steps[j].optionalReceipt) }
-    var nextIndex: Int? { steps.indices.first { !done($0) } }
 }
 
 /// Replays calls and returns the report.
 public final class ReplayEngine {
     var options: ReplayOptions
-    let templates: [[ReplayStep]]
+    let plans: [[ReplayStep]]
     let loop: EventLoop
-    var callerSocket: UDPSocket!
-    var calleeSocket: UDPSocket!
     let target: SocketAddress
-    var calls: [String: ReplayCall] = [:]
+    var callerSocket: UDPSocket!
+    /// TCP: where the proxy reaches the caller side's Contact.
+    var callerListener: StreamListener?
+    var calleeSocket: UDPSocket!
+    var calleeListener: StreamListener!
+    /// TCP: the caller side's connections to the target.
+    var pool: [StreamConnection?]
+    var calls: [Int: ReplayCall] = [:]
+    var timers = TimerQueue()
+    var tickTimer: LoopTimer?
+    var running = false
     var started = 0
     var finishedCount = 0
+    var activeCalls = 0
+    var peakActiveCalls = 0
     var startTime: UInt64 = 0
     var report: ReplayReport
-    var counter: UInt64 = 0
-    let runID: UInt32
-    var tickTimer: LoopTimer?
+    /// Numbers calls and branches across runs, so a ramp step never mistakes an earlier one's.
+    var lastCallNumber = 0
+    var lastBranch = 0
+    /// This run's token in Call-IDs, tags and branches.
+    let token: String
+    /// "r<token>-": Call-IDs are this, the call's number, "@127.0.0.1".
+    let callIDPrefix: [UInt8]
+    let serviceURI: String
+    /// The target without a user part: a REGISTER's Request-URI.
+    let domainURI: String
+    var callerURI = ""
 
-    /// The callee side's bound address (the proxy's upstream).
+    /// The callee side's address (the proxy's upstream), UDP and TCP.
     public var calleeAddress: SocketAddress { calleeSocket.localAddress }
 
     public init(templates: [CallTemplate], options: ReplayOptions) throws(SIPIOError) {
         self.options = options
-        self.templates = replayableTemplates(templates).map(replaySteps)
+        plans = replayableTemplates(templates).map { replaySteps($0, holdMilliseconds: options.holdMilliseconds) }
         loop = try EventLoop(index: 0)
         target = try SocketAddress(ipAddress: options.targetHost, port: options.targetPort)
-        report = ReplayReport(target: "udp:\(options.targetHost):\(options.targetPort)", rateOffered: options.rate)
-        runID = UInt32(truncatingIfNeeded: getpid()) &* 2_654_435_761 &+ UInt32(truncatingIfNeeded: loop.nowMilliseconds)
+        report = ReplayReport(
+            target: "\(options.transport.rawValue):\(options.targetHost):\(options.targetPort)", rateOffered: options.rate)
+        let seed = UInt32(truncatingIfNeeded: getpid()) &* 2_654_435_761 &+ UInt32(truncatingIfNeeded: loop.nowMilliseconds)
+        token = String(seed, radix: 16)
+        callIDPrefix = Array("r\(token)-".utf8)
+        pool = Array(repeating: nil, count: options.transport == .tcp ? max(1, options.tcpConnections) : 0)
+        let host = options.targetHost.contains(":") ? "[\(options.targetHost)]" : options.targetHost
+        serviceURI = "sip:service@\(host):\(options.targetPort)"
+        domainURI = "sip:\(host):\(options.targetPort)"
         let local = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
         callerSocket = try UDPSocket(loop: loop, bindTo: local) { [unowned self] message in
-            guard let parsed = try? SIPMessage(parsing: message.bytes) else { return }
-            self.receive(parsed, at: .caller, from: message.source)
+            self.receiveDatagram(message, at: .caller)
         }
-        var calleeSocket: UDPSocket?
+        callerURI = "sip:caller@127.0.0.1:\(callerSocket.localAddress.port)"
+        if options.transport == .tcp {
+            // The same port number as the UDP socket when it is free for TCP too.
+            let onAccept: (StreamConnection) -> Void = { [unowned self] connection in self.accept(connection, at: .caller) }
+            do {
+                callerListener = try StreamListener(loop: loop, bindTo: callerSocket.localAddress, onAccept: onAccept)
+            } catch {
+                callerListener = try StreamListener(loop: loop, bindTo: local, onAccept: onAccept)
+            }
+        }
         var ports: [UInt16] = options.calleePort != 0 ? [options.calleePort] : [5080, 5081, 5082, 0]
         while calleeSocket == nil, !ports.isEmpty {
             let port = ports.removeFirst()
             do {
-                calleeSocket = try UDPSocket(loop: loop, bindTo: local.withPort(port)) { [unowned self] message in
-                    guard let parsed = try? SIPMessage(parsing: message.bytes) else { return }
-                    self.receive(parsed, at: .callee, from: message.source)
+                let socket = try UDPSocket(loop: loop, bindTo: local.withPort(port)) { [unowned self] message in
+                    self.receiveDatagram(message, at: .callee)
                 }
+                calleeListener = try StreamListener(loop: loop, bindTo: socket.localAddress) { [unowned self] connection in
+                    self.accept(connection, at: .callee)
+                }
+                calleeSocket = socket
             } catch {
                 if ports.isEmpty { throw error }
             }
         }
-        self.calleeSocket = calleeSocket
+    }
+
+    /// Closes the caller side's TCP connections.
+    public func close() {
+        for connection in pool.compactMap({ $0 }) {
+            connection.onClose = nil
+            connection.onMessage = nil
+            connection.close()
+        }
+        pool = pool.map { _ in nil }
     }
 
     /// Runs every call to its end on the calling thread and returns the report.
     public func run() -> ReplayReport {
-        guard !templates.isEmpty, options.calls > 0 else { return report }
+        guard !plans.isEmpty, options.calls > 0 else { return report }
         let sampler = options.proxyPID.map { ProcessSampler(pid: $0) }
         let before = sampler?.sample()
+        let cpuBefore = ownCPUSeconds()
         startTime = loop.nowMilliseconds
-        tickTimer = loop.scheduleRepeating(everyMilliseconds: 5) { [unowned self] in self.tick() }
-        loop.run()
+        peakActiveCalls = activeCalls
+        running = true
+        serve()
         report.durationSeconds = Double(loop.nowMilliseconds - startTime) / 1000
+        report.replayCPUSecondsPer1000Calls = (ownCPUSeconds() - cpuBefore) * 1000 / Double(max(1, report.callsAttempted))
+        report.peakConcurrentCalls = peakActiveCalls
         if let sampler, let before, let after = sampler.sample() {
             report.proxyCPUSecondsPer1000Calls = ProcessSampler.cpuSecondsPer1000Calls(
                 from: before, to: after, calls: report.callsAttempted)
@@ -197,7 +255,7 @@ public final class ReplayEngine {
     }
 
     /// Prepares another run on the same sockets (a ramp step): a fresh report at `rate` for `calls`
-    /// calls. Calls of earlier runs stay known until their drop timers so their late messages are ignored.
+    /// calls. Calls of earlier runs stay known until their forget timers so their late messages are ignored.
     public func reset(rate: Double, calls: Int) {
         options.rate = rate
         options.calls = calls
@@ -206,81 +264,118 @@ public final class ReplayEngine {
         finishedCount = 0
     }
 
-    /// Serves the sockets for `milliseconds` without starting calls (a pause between ramp steps).
+    /// Serves the sockets and timers for `milliseconds` without starting calls (a pause between ramp steps).
     public func settle(milliseconds: Int) {
         loop.scheduleOnce(afterMilliseconds: max(1, milliseconds)) { [unowned self] in self.loop.stop() }
+        serve()
+    }
+
+    /// Runs the loop with the 1 ms tick until `stop()`.
+    private func serve() {
+        tickTimer = loop.scheduleRepeating(everyMilliseconds: 1) { [unowned self] in self.tick() }
         loop.run()
+        tickTimer?.cancel()
+        tickTimer = nil
+    }
+
+    private func ownCPUSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+            + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1_000_000
     }
 
     // MARK: - Scheduling
 
     func tick() {
         let now = loop.nowMilliseconds
-        let due = min(options.calls, Int(Double(now > startTime ? now - startTime : 0) * options.rate / 1000) + 1)
-        while started < due { startCall(now: now) }
-        for call in Array(calls.values) where !call.finished {
-            for k in call.transactions.indices where call.transactions[k].nextMilliseconds <= now {
-                let t = call.transactions[k]
-                send(t.bytes, from: t.role, call: call)
-                report.retransmissions += 1
-                let interval = t.method == "INVITE" ? t.intervalMilliseconds * 2 : min(t.intervalMilliseconds * 2, 4000)
-                call.transactions[k].intervalMilliseconds = interval
-                call.transactions[k].nextMilliseconds = now + interval
-            }
-            if !call.scheduled, now > call.lastProgress + UInt64(options.timeoutMilliseconds) {
-                let waiting = call.nextIndex.map { call.steps[$0] }
-                let what = waiting.map { ($0.statusCode.map { "\($0) (\(waiting!.method))" } ?? $0.method) } ?? "?"
-                fail(call, .timeout, "no \(what) within \(options.timeoutMilliseconds) ms")
-            }
+        if running {
+            // Starts are paced by the clock, not by ticks: a late tick starts every call now due.
+            let elapsed = Double(now > startTime ? now - startTime : 0)
+            let due = min(options.calls, Int(elapsed * options.rate / 1000) + 1)
+            while started < due { startCall(now: now) }
         }
-        if started == options.calls, finishedCount == started {
-            tickTimer?.cancel()
+        while let timer = timers.popDue(now: now) { fire(timer, now: now) }
+        stopWhenDone()
+    }
+
+    func stopWhenDone() {
+        if running, started == options.calls, finishedCount == started {
+            running = false
             loop.stop()
         }
     }
 
     func startCall(now: UInt64) {
-        let steps = templates[started % templates.count]
+        let steps = plans[started % plans.count]
         started += 1
         report.callsAttempted += 1
-        counter += 1
-        let token = "\(String(runID, radix: 16))-\(counter)"
-        let callerPort = callerSocket.localAddress.port
-        let service = "sip:service@\(options.targetHost):\(options.targetPort)"
-        let caller = DialogSide(
-            localTag: "c\(token)", localURI: "sip:caller@127.0.0.1:\(callerPort)", remoteURI: service,
-            remoteTarget: service)
-        let callee = DialogSide(
-            localTag: "s\(token)", localURI: service, remoteURI: "sip:caller@127.0.0.1:\(callerPort)",
-            remoteTarget: "sip:caller@127.0.0.1:\(callerPort)")
-        let call = ReplayCall(
-            id: started, callID: "replay-\(token)@127.0.0.1", steps: steps, caller: caller, callee: callee, now: now)
-        calls[call.callID] = call
-        advance(call)
+        activeCalls += 1
+        peakActiveCalls = max(peakActiveCalls, activeCalls)
+        lastCallNumber += 1
+        let number = lastCallNumber
+        let caller = SideState(localTag: "c\(token)-\(number)", localURI: callerURI, remoteURI: serviceURI)
+        let callee = SideState(localTag: "s\(token)-\(number)", localURI: serviceURI, remoteURI: callerURI)
+        let call = ReplayCall(number: number, steps: steps, caller: caller, callee: callee, now: now)
+        if !pool.isEmpty { call.connection = poolConnection(number % pool.count) }
+        calls[number] = call
+        timers.schedule(at: now + UInt64(options.timeoutMilliseconds), call: number, .timeout)
+        advance(call, now: now)
     }
 
-    /// Sends (after its delay) the next message when every earlier one was exchanged.
-    func advance(_ call: ReplayCall) {
-        guard !call.finished, !call.scheduled else { return }
-        guard let j = call.nextIndex else {
-            complete(call)
-            return
-        }
-        guard !call.sent[j] else { return }
-        let send = { [unowned self] in
-            call.scheduled = false
+    func fire(_ timer: ReplayTimer, now: UInt64) {
+        guard let call = calls[timer.call] else { return }
+        switch timer.kind {
+        case .forget:
+            calls[timer.call] = nil
+        case .timeout:
             guard !call.finished else { return }
-            self.sendStep(j, of: call)
-            call.sent[j] = true
-            call.lastProgress = self.loop.nowMilliseconds
-            self.advance(call)
+            let deadline = call.lastProgress + UInt64(options.timeoutMilliseconds)
+            if call.stepPending {
+                timers.schedule(at: now + UInt64(options.timeoutMilliseconds), call: call.number, .timeout)
+            } else if deadline > now {
+                timers.schedule(at: deadline, call: call.number, .timeout)
+            } else {
+                let what = call.nextStep < call.steps.count ? call.steps[call.nextStep].label : "?"
+                fail(call, .timeout, "no \(what) within \(options.timeoutMilliseconds) ms")
+            }
+        case .sendStep:
+            guard !call.finished, call.stepPending, call.nextStep == timer.index else { return }
+            call.stepPending = false
+            sendStep(timer.index, of: call, now: now)
+            advance(call, now: now)
+        case .retransmit:
+            guard !call.finished, timer.index < call.retransmissions.count, call.retransmissions[timer.index].active
+            else { return }
+            let entry = call.retransmissions[timer.index]
+            guard send(entry.bytes, on: entry.path, from: entry.role, call: call) else { return }
+            report.retransmissions += 1
+            let interval =
+                entry.method == "INVITE" && !entry.isResponse
+                ? entry.intervalMilliseconds * 2 : min(entry.intervalMilliseconds * 2, 4000)
+            call.retransmissions[timer.index].intervalMilliseconds = interval
+            timers.schedule(at: now + interval, call: call.number, .retransmit, index: timer.index)
         }
-        let delay = call.steps[j].delayMilliseconds
-        if delay > 0 {
-            call.scheduled = true
-            loop.scheduleOnce(afterMilliseconds: delay, send)
-        } else {
-            send()
+    }
+
+    /// Sends the next steps whose turn has come (after their delay), and completes the call after
+    /// its last.
+    func advance(_ call: ReplayCall, now: UInt64) {
+        while !call.finished {
+            while call.nextStep < call.steps.count, call.done(call.nextStep) { call.nextStep += 1 }
+            guard call.nextStep < call.steps.count else {
+                complete(call)
+                return
+            }
+            let j = call.nextStep
+            if call.sent[j] || call.stepPending { return }
+            let delay = call.steps[j].delayMilliseconds
+            if delay > 0 {
+                call.stepPending = true
+                timers.schedule(at: now + UInt64(delay), call: call.number, .sendStep, index: j)
+                return
+            }
+            sendStep(j, of: call, now: now)
         }
     }
 
@@ -293,160 +388,233 @@ public final class ReplayEngine {
     func fail(_ call: ReplayCall, _ reason: FailureReason, _ what: String) {
         guard !call.finished else { return }
         call.finished = true
-        report.recordFailure(reason, example: "call \(call.id) \(call.callID): \(what)")
+        report.recordFailure(reason, example: "call \(call.number) \(callID(call.number)): \(what)")
         finish(call)
     }
 
     func finish(_ call: ReplayCall) {
-        call.transactions.removeAll()
+        call.retransmissions.removeAll()
         finishedCount += 1
-        // Keep the call a while so late retransmissions are not counted as strays, then drop it.
-        loop.scheduleOnce(afterMilliseconds: 2000) { [unowned self] in self.calls[call.callID] = nil }
+        activeCalls -= 1
+        // Kept a while so late retransmissions are answered or ignored, then dropped.
+        timers.schedule(at: loop.nowMilliseconds + 2000, call: call.number, .forget)
+        stopWhenDone()
     }
 
-    func send(_ bytes: [UInt8], from role: Role, call: ReplayCall) {
-        if role == .caller {
-            callerSocket.send(bytes, to: target)
-        } else if let destination = call.callee.lastRequestSource {
-            calleeSocket.send(bytes, to: destination)
-        }
+    func callID(_ number: Int) -> String {
+        String(decoding: callIDPrefix, as: UTF8.self) + "\(number)@127.0.0.1"
     }
 
-    // MARK: - Building messages
+    // MARK: - Sending
 
-    func branch() -> String {
-        counter += 1
-        return "z9hG4bK-r\(String(runID, radix: 16))-\(counter)"
-    }
-
-    func sendStep(_ j: Int, of call: ReplayCall) {
+    func sendStep(_ j: Int, of call: ReplayCall, now: UInt64) {
         let step = call.steps[j]
-        let now = loop.nowMilliseconds
+        call.sent[j] = true
+        call.lastProgress = now
         if step.isRequest {
-            let bytes = buildRequest(step, call: call)
-            send(bytes, from: step.role, call: call)
-            if step.method == "INVITE", call.inviteSentAt == nil { call.inviteSentAt = now }
-            if step.method == "BYE" { call.byeSentAt = now }
-            if step.method != "ACK" {
-                call.transactions.append(
-                    ClientTransaction(
-                        method: step.method, cseq: step.cseq, bytes: bytes, role: step.role,
-                        nextMilliseconds: now + 500, intervalMilliseconds: 500))
-            }
+            sendRequest(step, of: call, now: now)
         } else {
-            let side = step.role == .caller ? call.caller : call.callee
-            guard let request = side.lastRequest else { return }
-            let bytes = buildResponse(step, to: request, side: side, role: step.role)
-            if step.role == .caller {
-                callerSocket.send(bytes, to: call.caller.lastRequestSource ?? target)
+            sendResponse(step, of: call, now: now)
+        }
+    }
+
+    func sendRequest(_ step: ReplayStep, of call: ReplayCall, now: UInt64) {
+        let path: ReplyPath
+        if step.role == .caller {
+            if let connection = call.connection {
+                path = .stream(connection)
             } else {
-                send(bytes, from: .callee, call: call)
+                path = .datagram(target)
             }
-        }
-    }
-
-    func buildRequest(_ step: ReplayStep, call: ReplayCall) -> [UInt8] {
-        let isCaller = step.role == .caller
-        let side = isCaller ? call.caller : call.callee
-        let port = isCaller ? callerSocket.localAddress.port : calleeSocket.localAddress.port
-        let initial = step.method == "INVITE" && side.remoteTag == nil
-        let non2xxACK = step.method == "ACK" && isCaller && !call.steps.contains {
-            !$0.isRequest && $0.method == "INVITE" && ($0.statusCode ?? 0) >= 200 && ($0.statusCode ?? 0) < 300
-        }
-        var branchValue = branch()
-        if initial { call.inviteBranch = branchValue }
-        if non2xxACK { branchValue = call.inviteBranch }
-        var routes: [String] = []
-        var uri = side.remoteTarget
-        if initial || non2xxACK {
-            uri = "sip:service@\(options.targetHost):\(options.targetPort)"
         } else {
-            routes = side.routeSet
+            guard let proxy = call.callee.proxyPath else {
+                fail(call, .outOfOrder, "the callee side has no path to the proxy for its \(step.method)")
+                return
+            }
+            path = proxy
         }
-        var text = "\(step.method) \(uri) SIP/2.0\r\n"
-        text += "Via: SIP/2.0/UDP 127.0.0.1:\(port);branch=\(branchValue);rport\r\n"
-        text += "Max-Forwards: 70\r\n"
-        for route in routes { text += "Route: \(route)\r\n" }
-        text += "From: <\(side.localURI)>;tag=\(side.localTag)\r\n"
-        text += "To: <\(side.remoteURI)>" + (side.remoteTag.map { ";tag=\($0)" } ?? "") + "\r\n"
-        text += "Call-ID: \(call.callID)\r\n"
-        text += "CSeq: \(step.cseq) \(step.method)\r\n"
-        let contactUser = isCaller ? "caller" : "callee"
-        if step.method == "INVITE" || step.method == "UPDATE" {
-            text += "Contact: <sip:\(contactUser)@127.0.0.1:\(port)>\r\n"
+        let bytes = buildRequest(step, of: call, stream: path.isStream)
+        guard send(bytes, on: path, from: step.role, call: call) else { return }
+        switch step.method {
+        case "INVITE": if call.inviteSentAt == nil { call.inviteSentAt = now }
+        case "BYE": call.byeSentAt = now
+        case "ACK":
+            if !step.acknowledgesNon2xx { call.ackOf2xx = (bytes, path) }
+            return
+        default: break
         }
-        if !step.body.isEmpty { text += "Content-Type: application/sdp\r\n" }
-        text += "Content-Length: \(step.body.count)\r\n\r\n"
-        return Array(text.utf8) + step.body
+        // RFC 3261 §17.1.1.2 / §17.1.2.2: no retransmissions over reliable transports.
+        if !path.isStream {
+            retransmit(
+                Retransmission(
+                    bytes: bytes, path: path, role: step.role, method: step.method, cseq: step.cseq, isResponse: false,
+                    intervalMilliseconds: 500),
+                call: call, now: now)
+        }
     }
 
-    func buildResponse(_ step: ReplayStep, to request: SIPMessage, side: DialogSide, role: Role) -> [UInt8] {
-        let status = step.statusCode ?? 200
-        let port = role == .caller ? callerSocket.localAddress.port : calleeSocket.localAddress.port
-        var text = "SIP/2.0 \(status) \(reasonPhrase(status))\r\n"
-        func copy(_ name: SIPHeaderName, _ label: String) {
-            request.forEachHeader(name) { header in
-                text += "\(label): \(request.text(header.valueRange))\r\n"
-                return true
+    func sendResponse(_ step: ReplayStep, of call: ReplayCall, now: UInt64) {
+        var side = step.role == .caller ? call.caller : call.callee
+        let index =
+            side.requests.lastIndex { $0.method == step.method && $0.cseq == step.cseq }
+            ?? side.requests.lastIndex { $0.method == step.method }
+        guard let index else {
+            fail(call, .outOfOrder, "the \(step.role) side has no \(step.method) to answer with \(step.label)")
+            return
+        }
+        let request = side.requests[index]
+        let bytes = buildResponse(step, to: request.message, localTag: side.localTag, stream: request.path.isStream)
+        side.requests[index].lastResponse = bytes
+        if step.role == .caller { call.caller = side } else { call.callee = side }
+        guard send(bytes, on: request.path, from: step.role, call: call) else { return }
+        // RFC 3261 §17.2.1 and §13.3.1.4: an INVITE's final response is resent over UDP until the ACK.
+        if step.method == "INVITE", !step.isProvisional, !request.path.isStream {
+            retransmit(
+                Retransmission(
+                    bytes: bytes, path: request.path, role: step.role, method: "INVITE", cseq: request.cseq,
+                    isResponse: true, intervalMilliseconds: 500),
+                call: call, now: now)
+        }
+    }
+
+    func retransmit(_ entry: Retransmission, call: ReplayCall, now: UInt64) {
+        call.retransmissions.append(entry)
+        timers.schedule(
+            at: now + entry.intervalMilliseconds, call: call.number, .retransmit, index: call.retransmissions.count - 1)
+    }
+
+    /// Sends on a path; a closed connection fails the call (reason transport) and returns false.
+    @discardableResult
+    func send(_ bytes: [UInt8], on path: ReplyPath, from role: Role, call: ReplayCall) -> Bool {
+        switch path {
+        case .datagram(let address):
+            (role == .caller ? callerSocket : calleeSocket).send(bytes, to: address)
+        case .stream(let connection):
+            guard connection.isOpen else {
+                fail(call, .transportError, "the TCP connection with \(connection.remoteAddress) is closed")
+                return false
             }
+            connection.send(bytes)
         }
-        copy(.via, "Via")
-        if step.method == "INVITE" || status < 300 { copy(.recordRoute, "Record-Route") }
-        copy(.from, "From")
-        if let to = request.firstHeader(.to) {
-            let value = request.text(to.valueRange)
-            text += "To: " + (request.toTag == nil && status > 100 ? value + ";tag=\(side.localTag)" : value) + "\r\n"
+        return true
+    }
+
+    /// The pool's connection in `slot`, connecting a new one when there is none or it closed.
+    func poolConnection(_ slot: Int) -> StreamConnection {
+        if let connection = pool[slot], connection.isOpen { return connection }
+        let connection = StreamConnection.connect(loop: loop, to: target)
+        connection.onMessage = { [unowned self] message in self.receiveStream(message, at: .caller) }
+        connection.onClose = { [unowned self, unowned connection] error in
+            self.connectionClosed(connection, slot: slot, error: error)
         }
-        copy(.callID, "Call-ID")
-        copy(.cseq, "CSeq")
-        if step.method == "INVITE" && status > 100 && status < 300 {
-            text += "Contact: <sip:\(role == .caller ? "caller" : "callee")@127.0.0.1:\(port)>\r\n"
+        pool[slot] = connection
+        return connection
+    }
+
+    /// Every call still running on a caller-side connection that closed fails (reason transport).
+    func connectionClosed(_ connection: StreamConnection, slot: Int, error: SIPIOError?) {
+        if pool[slot] === connection { pool[slot] = nil }
+        let why = error.map { "\($0)" } ?? "closed by the peer"
+        for call in Array(calls.values) where !call.finished && call.connection === connection {
+            fail(call, .transportError, "TCP connection to \(connection.remoteAddress): \(why)")
         }
-        if !step.body.isEmpty { text += "Content-Type: application/sdp\r\n" }
-        text += "Content-Length: \(step.body.count)\r\n\r\n"
-        return Array(text.utf8) + step.body
     }
 
     // MARK: - Receiving
 
-    func receive(_ message: SIPMessage, at side: Role, from source: SocketAddress) {
-        guard let callIDRange = message.callID, let call = calls[message.text(callIDRange)], !call.finished else { return }
-        let now = loop.nowMilliseconds
-        let sender: Role = side == .caller ? .callee : .caller
-        let method = message.isRequest ? message.text(message.methodRange) : message.cseq.map { message.text($0.methodRange) } ?? ""
-        let cseq = message.cseq?.number ?? 0
-        if !message.isRequest {
-            // Any response ends the retransmission of its request.
-            call.transactions.removeAll { $0.method == method && $0.cseq == cseq && $0.role == side }
+    func accept(_ connection: StreamConnection, at side: Role) {
+        connection.onMessage = { [unowned self] message in self.receiveStream(message, at: side) }
+    }
+
+    func receiveDatagram(_ message: borrowing ReceivedMessage, at side: Role) {
+        guard let parsed = try? SIPMessage(parsing: message.bytes) else { return }
+        receive(parsed, at: side, path: .datagram(message.source))
+    }
+
+    func receiveStream(_ message: borrowing ReceivedMessage, at side: Role) {
+        guard let connection = message.connection, let parsed = try? SIPMessage(parsing: message.bytes, framing: .stream)
+        else { return }
+        receive(parsed, at: side, path: .stream(connection))
+    }
+
+    /// The call number in a Call-ID of this run's making ("r<token>-<number>@..."), without
+    /// building a String.
+    func callNumber(_ message: SIPMessage) -> Int? {
+        guard let range = message.callID, range.count > callIDPrefix.count else { return nil }
+        for (i, byte) in callIDPrefix.enumerated() where message.byte(at: range.offset + i) != byte { return nil }
+        var number = 0
+        var index = range.offset + callIDPrefix.count
+        while index < range.end {
+            let byte = message.byte(at: index)
+            if byte == UInt8(ascii: "@") { break }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), number < Int.max / 10 else { return nil }
+            number = number * 10 + Int(byte - UInt8(ascii: "0"))
+            index += 1
         }
+        return number
+    }
+
+    func receive(_ message: SIPMessage, at side: Role, path: ReplyPath) {
+        guard let number = callNumber(message), let call = calls[number] else { return }
+        let now = loop.nowMilliseconds
+        let isRequest = message.isRequest
+        let method = isRequest ? message.text(message.methodRange) : message.cseq.map { message.text($0.methodRange) } ?? ""
+        let cseq = message.cseq?.number ?? 0
+        let status = message.statusCode
+        let sideState = side == .caller ? call.caller : call.callee
+        if isRequest {
+            if method == "ACK" {
+                stopRetransmission(of: call, role: side, isResponse: true, method: "INVITE", cseq: cseq)
+            } else if let earlier = sideState.requests.last(where: { $0.method == method && $0.cseq == cseq }) {
+                // A retransmission: our response was lost, or has not been sent yet.
+                if let response = earlier.lastResponse { send(response, on: path, from: side, call: call) }
+                return
+            }
+        } else if method == "INVITE" || status >= 200 {
+            stopRetransmission(of: call, role: side, isResponse: false, method: method, cseq: cseq)
+        }
+        guard !call.finished else { return }
+
+        let sender: Role = side == .caller ? .callee : .caller
         let match = call.steps.indices.first { j in
             let step = call.steps[j]
-            guard step.role == sender, !call.received[j], step.isRequest == message.isRequest, step.method == method else {
+            guard step.role == sender, !call.received[j], step.isRequest == isRequest, step.method == method else {
                 return false
             }
-            return message.isRequest || step.statusCode == message.statusCode
+            // A CANCEL carries its INVITE's number whatever the capture's said.
+            guard method == "CANCEL" || step.cseq == cseq else { return false }
+            return isRequest || step.statusCode == status
         }
         guard let j = match else {
-            if !message.isRequest && message.statusCode < 200 { return }  // the proxy's own 100, or one not in the template
-            if method == "ACK" { return }  // hop-by-hop ACK of a non-2xx final
-            if message.isRequest ? alreadyReceivedRequest(call, method) : alreadyReceivedResponse(call, message) {
-                return  // a retransmission
+            if !isRequest && status < 200 { return }  // the proxy's own 100, or one not in the template
+            if method == "ACK" { return }  // the proxy's hop-by-hop ACK of a non-2xx final
+            if !isRequest, alreadyReceived(call, status: status, method: method, cseq: cseq) {
+                // A 2xx resent because our ACK was lost: the ACK goes again.
+                if method == "INVITE", status < 300, side == .caller, let ack = call.ackOf2xx {
+                    send(ack.bytes, on: ack.path, from: .caller, call: call)
+                }
+                return
             }
-            let what = message.isRequest ? "\(method) request" : "\(message.statusCode) (\(method))"
-            fail(call, message.isRequest ? .outOfOrder : .unexpectedResponse, "\(what) not expected at this point")
+            let what = isRequest ? "\(method) request" : "\(status) (\(method))"
+            fail(call, isRequest ? .outOfOrder : .unexpectedResponse, "\(what) not expected at this point")
             return
         }
         if !call.sent[j] {
-            if !message.isRequest && message.statusCode < 200 { return }  // the proxy's own provisional
+            if call.steps[j].hopByHop {
+                // The proxy answered this hop itself, before our far side's answer.
+                call.received[j] = true
+                return
+            }
+            if !isRequest && status < 200 { return }  // the proxy's own provisional
             // The far side cannot have sent what this side has not sent yet.
-            fail(call, .outOfOrder, "\(method) arrived at the \(side) side before its turn (step \(j + 1))")
+            fail(call, .outOfOrder, "\(call.steps[j].label) arrived at the \(side) side before its turn (step \(j + 1))")
             return
         }
         call.received[j] = true
         call.lastProgress = now
-        learn(message, at: side, from: source, call: call)
-        if !message.isRequest, message.statusCode >= 200, message.statusCode < 300 {
-            if method == "INVITE", let sentAt = call.inviteSentAt, side == .caller {
+        learn(message, method: method, at: side, path: path, call: call)
+        if !isRequest, status >= 200, status < 300 {
+            if method == "INVITE", side == .caller, let sentAt = call.inviteSentAt {
                 report.inviteToOK.record(Int(now >= sentAt ? now - sentAt : 0) * 1000)
                 call.inviteSentAt = nil
             } else if method == "BYE", let sentAt = call.byeSentAt {
@@ -454,42 +622,55 @@ public final class ReplayEngine {
                 call.byeSentAt = nil
             }
         }
-        advance(call)
+        advance(call, now: now)
     }
 
-    func alreadyReceivedRequest(_ call: ReplayCall, _ method: String) -> Bool {
-        call.steps.indices.contains { call.received[$0] && call.steps[$0].isRequest && call.steps[$0].method == method }
-    }
-
-    func alreadyReceivedResponse(_ call: ReplayCall, _ message: SIPMessage) -> Bool {
-        call.steps.indices.contains {
-            call.received[$0] && !call.steps[$0].isRequest && call.steps[$0].statusCode == message.statusCode
+    func stopRetransmission(of call: ReplayCall, role: Role, isResponse: Bool, method: String, cseq: UInt32) {
+        for k in call.retransmissions.indices {
+            let entry = call.retransmissions[k]
+            if entry.active, entry.role == role, entry.isResponse == isResponse, entry.method == method, entry.cseq == cseq {
+                call.retransmissions[k].active = false
+            }
         }
     }
 
-    /// Dialog state from a received message: tags, remote target and route set.
-    func learn(_ message: SIPMessage, at side: Role, from source: SocketAddress, call: ReplayCall) {
-        var dialog = side == .caller ? call.caller : call.callee
+    func alreadyReceived(_ call: ReplayCall, status: Int, method: String, cseq: UInt32) -> Bool {
+        call.steps.indices.contains {
+            call.received[$0] && !call.steps[$0].isRequest && call.steps[$0].statusCode == status
+                && call.steps[$0].method == method && call.steps[$0].cseq == cseq
+        }
+    }
+
+    /// Dialog state from a received message: tags, remote target, route set, requests to answer.
+    func learn(_ message: SIPMessage, method: String, at side: Role, path: ReplyPath, call: ReplayCall) {
+        var state = side == .caller ? call.caller : call.callee
+        let dialogCreating = ["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"].contains(method)
         if message.isRequest {
-            dialog.lastRequest = message
-            dialog.lastRequestSource = source
-            if dialog.remoteTag == nil, let tag = message.fromTag { dialog.remoteTag = message.text(tag) }
-            if let contact = contactURI(message) { dialog.remoteTarget = contact }
-            if side == .callee, message.text(message.methodRange) == "INVITE", message.toTag == nil {
+            state.proxyPath = path
+            if method != "ACK" {
+                state.requests.removeAll { $0.method == method }
+                state.requests.append(
+                    ReceivedRequest(method: method, cseq: message.cseq?.number ?? 0, message: message, path: path))
+            }
+            if let tag = message.fromTag { state.remoteTag = message.text(tag) }
+            if let contact = contactURI(message) { state.remoteTarget = contact }
+            if message.toTag == nil, dialogCreating {
                 var routes: [String] = []
                 message.forEachValue(.recordRoute) { routes.append(message.text($0)); return true }
-                dialog.routeSet = routes
+                state.routeSet = routes
             }
         } else if message.statusCode > 100 {
-            if let tag = message.toTag { dialog.remoteTag = message.text(tag) }
-            if let contact = contactURI(message) { dialog.remoteTarget = contact }
-            if message.statusCode < 300, side == .caller, dialog.routeSet.isEmpty {
-                var routes: [String] = []
-                message.forEachValue(.recordRoute) { routes.append(message.text($0)); return true }
-                dialog.routeSet = routes.reversed()
+            if let tag = message.toTag { state.remoteTag = message.text(tag) }
+            if dialogCreating, message.statusCode < 300 {
+                if let contact = contactURI(message) { state.remoteTarget = contact }
+                if state.routeSet.isEmpty {
+                    var routes: [String] = []
+                    message.forEachValue(.recordRoute) { routes.append(message.text($0)); return true }
+                    state.routeSet = routes.reversed()
+                }
             }
         }
-        if side == .caller { call.caller = dialog } else { call.callee = dialog }
+        if side == .caller { call.caller = state } else { call.callee = state }
     }
 
     func contactURI(_ message: SIPMessage) -> String? {
@@ -502,15 +683,27 @@ public final class ReplayEngine {
     }
 }
 
+extension ReplayStep {
+    /// "INVITE" for a request, "200 (INVITE)" for a response.
+    var label: String { statusCode.map { "\($0) (\(method))" } ?? method }
+}
+
 func reasonPhrase(_ status: Int) -> String {
     switch status {
     case 100: return "Trying"
     case 180: return "Ringing"
+    case 181: return "Call Is Being Forwarded"
     case 183: return "Session Progress"
     case 200: return "OK"
+    case 202: return "Accepted"
+    case 401: return "Unauthorized"
+    case 403: return "Forbidden"
+    case 404: return "Not Found"
+    case 407: return "Proxy Authentication Required"
     case 486: return "Busy Here"
     case 487: return "Request Terminated"
     case 488: return "Not Acceptable Here"
+    case 489: return "Bad Event"
     default: return status < 200 ? "Progress" : status < 300 ? "OK" : status < 400 ? "Redirect" : "Failure"
     }
 }

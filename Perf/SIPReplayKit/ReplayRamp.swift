@@ -80,12 +80,15 @@ public func runRamp(
 }
 
 /// The ramp's steps as one report: counts, failures, retransmissions and latencies summed, the
-/// proxy's CPU per 1000 calls weighted by each step's calls, its peak memory the highest.
+/// proxy's and sip-replay's CPU per 1000 calls weighted by each step's calls, the proxy's peak
+/// memory and the concurrent calls the highest.
 func mergedRampReport(_ reports: [ReplayReport], steps: [RampStep]) -> ReplayReport {
     var merged = ReplayReport(
         target: reports.first?.target ?? "", rateOffered: steps.map(\.rate).max() ?? 0, ramp: steps)
     var cpuWeighted = 0.0
     var cpuCalls = 0
+    var replayCPUWeighted = 0.0
+    var replayCPUCalls = 0
     for report in reports {
         merged.callsAttempted += report.callsAttempted
         merged.callsCompleted += report.callsCompleted
@@ -102,11 +105,17 @@ func mergedRampReport(_ reports: [ReplayReport], steps: [RampStep]) -> ReplayRep
             cpuWeighted += cpu * Double(report.callsAttempted)
             cpuCalls += report.callsAttempted
         }
+        if let cpu = report.replayCPUSecondsPer1000Calls, cpu.isFinite {
+            replayCPUWeighted += cpu * Double(report.callsAttempted)
+            replayCPUCalls += report.callsAttempted
+        }
+        merged.peakConcurrentCalls = Swift.max(merged.peakConcurrentCalls, report.peakConcurrentCalls)
         if let memory = report.proxyPeakMemoryKilobytes {
             merged.proxyPeakMemoryKilobytes = Swift.max(merged.proxyPeakMemoryKilobytes ?? 0, memory)
         }
     }
     if cpuCalls > 0 { merged.proxyCPUSecondsPer1000Calls = cpuWeighted / Double(cpuCalls) }
+    if replayCPUCalls > 0 { merged.replayCPUSecondsPer1000Calls = replayCPUWeighted / Double(replayCPUCalls) }
     merged.highestZeroFailureRate = steps.filter { $0.verdict == .pass }.map(\.rate).max()
     return merged
 }

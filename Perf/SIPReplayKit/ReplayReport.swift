@@ -6,7 +6,8 @@ public enum FailureReason: String, Sendable, CaseIterable {
     case timeout
     case unexpectedResponse = "unexpected response"
     case outOfOrder = "out of order"
-    case transportError = "transport error"
+    /// A TCP connection closed or failed under the call (or an ICMP error came back for UDP).
+    case transportError = "transport"
 }
 
 /// One step of a rate ramp.
@@ -52,6 +53,10 @@ public struct ReplayReport: Sendable {
     public var durationSeconds: Double
     public var proxyCPUSecondsPer1000Calls: Double?
     public var proxyPeakMemoryKilobytes: Int?
+    /// sip-replay's own CPU (user + system, getrusage) per 1000 calls attempted.
+    public var replayCPUSecondsPer1000Calls: Double?
+    /// The most calls in progress at once.
+    public var peakConcurrentCalls: Int
     public var ramp: [RampStep]?
     /// With a ramp: the highest rate at which a step had no failed call (nil when none passed).
     public var highestZeroFailureRate: Double?
@@ -62,7 +67,8 @@ public struct ReplayReport: Sendable {
         retransmissions: Int = 0, inviteToOK: LatencyHistogram = LatencyHistogram(),
         byeToOK: LatencyHistogram = LatencyHistogram(), durationSeconds: Double = 0,
         proxyCPUSecondsPer1000Calls: Double? = nil, proxyPeakMemoryKilobytes: Int? = nil,
-        ramp: [RampStep]? = nil, highestZeroFailureRate: Double? = nil
+        ramp: [RampStep]? = nil, highestZeroFailureRate: Double? = nil,
+        replayCPUSecondsPer1000Calls: Double? = nil, peakConcurrentCalls: Int = 0
     ) {
         self.target = target
         self.rateOffered = rateOffered
@@ -79,6 +85,8 @@ public struct ReplayReport: Sendable {
         self.proxyPeakMemoryKilobytes = proxyPeakMemoryKilobytes
         self.ramp = ramp
         self.highestZeroFailureRate = highestZeroFailureRate
+        self.replayCPUSecondsPer1000Calls = replayCPUSecondsPer1000Calls
+        self.peakConcurrentCalls = peakConcurrentCalls
     }
 
     /// Completed calls per second of run time (0 for a run of no duration).
@@ -119,6 +127,7 @@ public struct ReplayReport: Sendable {
         }
         rows.append(("retransmissions", "\(retransmissions)"))
         rows.append(("achieved rate", reportFixed(callsPerSecond, 1) + " calls/s"))
+        rows.append(("peak concurrent calls", "\(peakConcurrentCalls)"))
         if let highest = highestZeroFailureRate {
             rows.append(("highest zero-failure rate", reportFixed(highest, 1) + " calls/s"))
         }
@@ -127,6 +136,9 @@ public struct ReplayReport: Sendable {
         }
         if let memory = proxyPeakMemoryKilobytes {
             rows.append(("proxy peak memory", "\(memory) KiB"))
+        }
+        if let cpu = replayCPUSecondsPer1000Calls {
+            rows.append(("sip-replay CPU", reportFixed(cpu, 3) + " s per 1000 calls"))
         }
         let labelWidth = rows.map { $0.0.count }.max() ?? 0
         var out = ""
@@ -194,6 +206,8 @@ public struct ReplayReport: Sendable {
             "{\n    \"inviteToOK\": " + jsonHistogram(inviteToOK) + ",\n    \"byeToOK\": " + jsonHistogram(byeToOK) + "\n  }")
         field("proxyCPUSecondsPer1000Calls", proxyCPUSecondsPer1000Calls.map(reportJSONNumber) ?? "null")
         field("proxyPeakMemoryKilobytes", proxyPeakMemoryKilobytes.map { "\($0)" } ?? "null")
+        field("replayCPUSecondsPer1000Calls", replayCPUSecondsPer1000Calls.map(reportJSONNumber) ?? "null")
+        field("peakConcurrentCalls", "\(peakConcurrentCalls)")
         if let ramp {
             if ramp.isEmpty {
                 field("ramp", "[]")
