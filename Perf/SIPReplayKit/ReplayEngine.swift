@@ -3,8 +3,9 @@
 // or over a small pool of TCP connections; the callee side, where the proxy delivers them (its
 // upstream), listens on UDP and TCP on one port and answers on the path a request came on. Each
 // call walks its steps in order: a message is sent by its side once every earlier one was
-// exchanged, after the template's delay. Every wait is a value in one timer queue served by a 1 ms
-// tick, so the cost of a tick is the timers due, never the number of calls.
+// exchanged, after the template's delay. Every wait is a value in one timer queue; one loop timer
+// wakes the engine when the earliest of them, or the next call's start, is due, so a wake-up costs
+// the timers due, never the number of calls, and an idle replay (calls on hold) sleeps.
 import Glibc
 internal import CLibPcap  // owns struct timeval's members here (MemberImportVisibility)
 import SIPEdgeIO
@@ -155,7 +156,11 @@ public final class ReplayEngine {
     var pool: [StreamConnection?]
     var calls: [Int: ReplayCall] = [:]
     var timers = TimerQueue()
-    var tickTimer: LoopTimer?
+    /// The one loop timer, armed for `wakeDeadline` while the loop is served.
+    var wakeTimer: LoopTimer?
+    var wakeDeadline = UInt64.max
+    var serving = false
+    /// Calls are being started and the run ends when they all finished.
     var running = false
     var started = 0
     var finishedCount = 0
@@ -270,12 +275,31 @@ public final class ReplayEngine {
         serve()
     }
 
-    /// Runs the loop with the 1 ms tick until `stop()`.
+    /// Runs the loop, timers and call starts included, until `stop()`.
     private func serve() {
-        tickTimer = loop.scheduleRepeating(everyMilliseconds: 1) { [unowned self] in self.tick() }
+        serving = true
+        wake(at: loop.nowMilliseconds)
         loop.run()
-        tickTimer?.cancel()
-        tickTimer = nil
+        serving = false
+        wakeTimer?.cancel()
+        wakeTimer = nil
+        wakeDeadline = .max
+    }
+
+    /// Arms the loop timer for `deadline` unless it is armed for earlier already.
+    func wake(at deadline: UInt64) {
+        guard serving, deadline < wakeDeadline else { return }
+        wakeTimer?.cancel()
+        wakeDeadline = deadline
+        let now = loop.nowMilliseconds
+        wakeTimer = loop.scheduleOnce(afterMilliseconds: deadline > now ? Int(deadline - now) : 0) { [unowned self] in
+            self.tick()
+        }
+    }
+
+    func schedule(at deadline: UInt64, call: Int, _ kind: ReplayTimerKind, index: Int = 0) {
+        timers.schedule(at: deadline, call: call, kind, index: index)
+        wake(at: deadline)
     }
 
     private func ownCPUSeconds() -> Double {
@@ -288,15 +312,21 @@ public final class ReplayEngine {
     // MARK: - Scheduling
 
     func tick() {
+        wakeTimer = nil
+        wakeDeadline = .max
         let now = loop.nowMilliseconds
         if running {
-            // Starts are paced by the clock, not by ticks: a late tick starts every call now due.
+            // Starts are paced by the clock: a late wake-up starts every call now due.
             let elapsed = Double(now > startTime ? now - startTime : 0)
             let due = min(options.calls, Int(elapsed * options.rate / 1000) + 1)
             while started < due { startCall(now: now) }
         }
         while let timer = timers.popDue(now: now) { fire(timer, now: now) }
         stopWhenDone()
+        if running, started < options.calls {
+            wake(at: startTime + UInt64((Double(started) * 1000 / options.rate).rounded(.up)))
+        }
+        if let earliest = timers.earliestDeadline { wake(at: earliest) }
     }
 
     func stopWhenDone() {
@@ -319,7 +349,7 @@ public final class ReplayEngine {
         let call = ReplayCall(number: number, steps: steps, caller: caller, callee: callee, now: now)
         if !pool.isEmpty { call.connection = poolConnection(number % pool.count) }
         calls[number] = call
-        timers.schedule(at: now + UInt64(options.timeoutMilliseconds), call: number, .timeout)
+        schedule(at: now + UInt64(options.timeoutMilliseconds), call: number, .timeout)
         advance(call, now: now)
     }
 
@@ -332,9 +362,9 @@ public final class ReplayEngine {
             guard !call.finished else { return }
             let deadline = call.lastProgress + UInt64(options.timeoutMilliseconds)
             if call.stepPending {
-                timers.schedule(at: now + UInt64(options.timeoutMilliseconds), call: call.number, .timeout)
+                schedule(at: now + UInt64(options.timeoutMilliseconds), call: call.number, .timeout)
             } else if deadline > now {
-                timers.schedule(at: deadline, call: call.number, .timeout)
+                schedule(at: deadline, call: call.number, .timeout)
             } else {
                 let what = call.nextStep < call.steps.count ? call.steps[call.nextStep].label : "?"
                 fail(call, .timeout, "no \(what) within \(options.timeoutMilliseconds) ms")
@@ -354,7 +384,7 @@ public final class ReplayEngine {
                 entry.method == "INVITE" && !entry.isResponse
                 ? entry.intervalMilliseconds * 2 : min(entry.intervalMilliseconds * 2, 4000)
             call.retransmissions[timer.index].intervalMilliseconds = interval
-            timers.schedule(at: now + interval, call: call.number, .retransmit, index: timer.index)
+            schedule(at: now + interval, call: call.number, .retransmit, index: timer.index)
         }
     }
 
@@ -372,7 +402,7 @@ public final class ReplayEngine {
             let delay = call.steps[j].delayMilliseconds
             if delay > 0 {
                 call.stepPending = true
-                timers.schedule(at: now + UInt64(delay), call: call.number, .sendStep, index: j)
+                schedule(at: now + UInt64(delay), call: call.number, .sendStep, index: j)
                 return
             }
             sendStep(j, of: call, now: now)
@@ -397,7 +427,7 @@ public final class ReplayEngine {
         finishedCount += 1
         activeCalls -= 1
         // Kept a while so late retransmissions are answered or ignored, then dropped.
-        timers.schedule(at: loop.nowMilliseconds + 2000, call: call.number, .forget)
+        schedule(at: loop.nowMilliseconds + 2000, call: call.number, .forget)
         stopWhenDone()
     }
 
@@ -479,7 +509,7 @@ public final class ReplayEngine {
 
     func retransmit(_ entry: Retransmission, call: ReplayCall, now: UInt64) {
         call.retransmissions.append(entry)
-        timers.schedule(
+        schedule(
             at: now + entry.intervalMilliseconds, call: call.number, .retransmit, index: call.retransmissions.count - 1)
     }
 

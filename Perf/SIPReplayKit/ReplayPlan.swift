@@ -21,7 +21,8 @@ struct ReplayStep {
     /// The far side may never see it: provisional responses (a stateful proxy absorbs 100 Trying),
     /// the ACK of a non-2xx final (answered hop by hop).
     var optionalReceipt: Bool
-    /// The far side gets the proxy's own copy, possibly before this side sent it (a 200 to CANCEL).
+    /// The far side gets the proxy's own copy, possibly before this side sent it (a 200 to CANCEL,
+    /// the ACK of a non-2xx final).
     var hopByHop: Bool
     /// A request that was inside a dialog in the capture (its To had a tag).
     var inDialog: Bool
@@ -84,7 +85,7 @@ func replaySteps(_ template: CallTemplate, holdMilliseconds: Int? = nil) -> [Rep
                 delayMilliseconds: min(maximumStepDelayMilliseconds, message.delayMilliseconds + carried),
                 body: body, copiedHeaders: copied,
                 optionalReceipt: (status.map { $0 < 200 } ?? false) || acknowledgesNon2xx,
-                hopByHop: !message.isRequest && message.method == "CANCEL", inDialog: inDialog,
+                hopByHop: (!message.isRequest && message.method == "CANCEL") || acknowledgesNon2xx, inDialog: inDialog,
                 acknowledgesNon2xx: acknowledgesNon2xx))
         carried = 0
     }

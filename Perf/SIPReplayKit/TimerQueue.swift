@@ -33,6 +33,9 @@ struct TimerQueue {
 
     var count: Int { heap.count }
 
+    /// When the earliest timer is due.
+    var earliestDeadline: UInt64? { heap.first?.deadline }
+
     mutating func schedule(at deadline: UInt64, call: Int, _ kind: ReplayTimerKind, index: Int = 0) {
         heap.append(ReplayTimer(deadline: deadline, sequence: nextSequence, call: call, kind: kind, index: index))
         nextSequence &+= 1
