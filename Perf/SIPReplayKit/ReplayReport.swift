@@ -127,7 +127,7 @@ public struct ReplayReport: Sendable {
         }
         rows.append(("retransmissions", "\(retransmissions)"))
         rows.append(("achieved rate", reportFixed(callsPerSecond, 1) + " calls/s"))
-        rows.append(("peak concurrent calls", "\(peakConcurrentCalls)"))
+        if peakConcurrentCalls > 0 { rows.append(("peak concurrent calls", "\(peakConcurrentCalls)")) }
         if let highest = highestZeroFailureRate {
             rows.append(("highest zero-failure rate", reportFixed(highest, 1) + " calls/s"))
         }

@@ -15,6 +15,8 @@ import Testing
             report.durationSeconds = 2
             report.proxyCPUSecondsPer1000Calls = rate > capacity ? 2 : 1
             report.proxyPeakMemoryKilobytes = Int(rate)
+            report.replayCPUSecondsPer1000Calls = rate > capacity ? 0.2 : 0.1
+            report.peakConcurrentCalls = Int(rate / 10)
             return report
         }
     }
@@ -56,6 +58,8 @@ import Testing
         #expect(report.failureExamples.count == 10)
         // CPU weighted by calls: (100 + 200 + 300) × 1 + 400 × 2 over 1000 calls.
         #expect(abs((report.proxyCPUSecondsPer1000Calls ?? 0) - 1.4) < 1e-9)
+        #expect(abs((report.replayCPUSecondsPer1000Calls ?? 0) - 0.14) < 1e-9, "sip-replay's own CPU weighted the same way")
+        #expect(report.peakConcurrentCalls == 40, "the highest step's peak")
         #expect(report.exitStatus == 0, "a step passed")
     }
 

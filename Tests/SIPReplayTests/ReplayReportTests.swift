@@ -17,7 +17,7 @@ import Testing
             ramp: [
                 RampStep(rate: 50, completed: 500, failed: 0, verdict: .pass),
                 RampStep(rate: 1000, completed: 497, failed: 3, verdict: .fail),
-            ])
+            ], replayCPUSecondsPer1000Calls: 0.0712, peakConcurrentCalls: 42)
         report.recordFailure(.timeout, example: "a84b4c76e66710@pc33: no 200 to INVITE within 32 s")
         report.recordFailure(.unexpectedResponse, example: "b7@host: INVITE answered 503 \"Service Unavailable\"")
         report.recordFailure(.timeout)
@@ -36,8 +36,10 @@ import Testing
               unexpected response  1
             retransmissions        12
             achieved rate          95.0 calls/s
+            peak concurrent calls  42
             proxy CPU              0.235 s per 1000 calls
             proxy peak memory      51200 KiB
+            sip-replay CPU         0.071 s per 1000 calls
 
             latency (ms)  count    p50       p90       p99     p99.9       max
             INVITE->200    1000  5.003     9.007     9.903     9.991    10.000
@@ -78,7 +80,7 @@ import Testing
         var report = ReplayReport(target: "t", rateOffered: 1)
         report.recordFailure(.transportError, example: "c1@h: line\r\nbreak\tand \u{1}")
         #expect(report.renderTable().contains("\n  c1@h: line\\r\\nbreak\\tand \\x01\n"))
-        #expect(report.renderTable().contains("\n  transport error  1\n"))
+        #expect(report.renderTable().contains("\n  transport      1\n"))
     }
 
     @Test func jsonText() {
@@ -90,7 +92,7 @@ import Testing
               "callsAttempted": 1000,
               "callsCompleted": 997,
               "callsFailed": 3,
-              "failures": {"timeout": 2, "unexpected response": 1, "out of order": 0, "transport error": 0},
+              "failures": {"timeout": 2, "unexpected response": 1, "out of order": 0, "transport": 0},
               "failureExamples": [
                 "a84b4c76e66710@pc33: no 200 to INVITE within 32 s",
                 "b7@host: INVITE answered 503 \"Service Unavailable\""
@@ -103,6 +105,8 @@ import Testing
               },
               "proxyCPUSecondsPer1000Calls": 0.2345,
               "proxyPeakMemoryKilobytes": 51200,
+              "replayCPUSecondsPer1000Calls": 0.0712,
+              "peakConcurrentCalls": 42,
               "ramp": [
                 {"rate": 50.0, "completed": 500, "failed": 0, "verdict": "pass"},
                 {"rate": 1000.0, "completed": 497, "failed": 3, "verdict": "fail"}
@@ -120,7 +124,8 @@ import Testing
         #expect(top.map(\.key) == [
             "target", "rateOffered", "durationSeconds", "callsAttempted", "callsCompleted", "callsFailed",
             "failures", "failureExamples", "retransmissions", "callsPerSecond", "latencyMicroseconds",
-            "proxyCPUSecondsPer1000Calls", "proxyPeakMemoryKilobytes", "ramp", "highestZeroFailureRate", "exitStatus",
+            "proxyCPUSecondsPer1000Calls", "proxyPeakMemoryKilobytes", "replayCPUSecondsPer1000Calls",
+            "peakConcurrentCalls", "ramp", "highestZeroFailureRate", "exitStatus",
         ])
     }
 
