@@ -50,6 +50,9 @@ public struct CallTemplate: Sendable {
     public var isCompleteCall: Bool
     /// One line: kind, message count, retransmissions, sides and completeness.
     public var summaryLine: String
+    /// Copies of the call's messages on other hops that were left out: a capture taken around a
+    /// proxy holds each message once per hop under the same Call-ID (see `droppingForwardedCopies`).
+    public var forwardedCopies: Int = 0
 }
 
 /// What a capture held and the calls made of it.
@@ -161,7 +164,8 @@ func buildTemplates(_ messages: [CapturedMessage]) -> [CallTemplate] {
     return order.map { makeTemplate(callID: $0, byCall[$0]!) }
 }
 
-private func makeTemplate(callID: String, _ captured: [CapturedMessage]) -> CallTemplate {
+private func makeTemplate(callID: String, _ all: [CapturedMessage]) -> CallTemplate {
+    let captured = droppingForwardedCopies(all)
     let firstRequest = captured.first { $0.message.isRequest }
     let callerEnd = firstRequest?.source ?? captured[0].destination
     let calleeEnd = firstRequest?.destination ?? captured[0].source
@@ -198,12 +202,89 @@ private func makeTemplate(callID: String, _ captured: [CapturedMessage]) -> Call
     let complete = isComplete(messages)
     let kind = messages.first { $0.isRequest }?.method ?? "responses-only"
     let retransmissions = messages.count { $0.isRetransmission }
+    let forwarded = all.count - captured.count
     let line =
         "\(kind) \(callerEnd) -> \(calleeEnd): \(messages.count) messages, \(retransmissions) retransmissions, "
+        + (forwarded > 0 ? "\(forwarded) copies on other hops left out, " : "")
         + (complete ? "complete" : "incomplete")
     return CallTemplate(
         callID: callID, messages: messages, caller: callerEnd.description, callee: calleeEnd.description,
-        firstTime: captured[0].time, isCompleteCall: complete, summaryLine: line)
+        firstTime: captured[0].time, isCompleteCall: complete, summaryLine: line, forwardedCopies: forwarded)
+}
+
+/// The messages of one call as its two ends sent them, without the copies of other hops.
+///
+/// A capture taken around a proxy (on its host, or on loopback) holds every message once per hop,
+/// all under the same Call-ID: the caller's INVITE and the proxy's forwarded copy (one Via more),
+/// the callee's responses and the proxy's copies toward the caller (one Via fewer), and requests
+/// the proxy makes itself for one hop (the CANCEL and the ACK of a non-2xx toward the callee,
+/// whose only Via is the proxy's branch of the forwarded INVITE). Replayed as they are, the
+/// forwarded INVITE would be a request of the callee and the relayed responses retransmissions.
+///
+/// Copies of one message share the originator's branch, the bottom Via (a hop's own branch is
+/// mapped to it through the forwarded INVITE whose top Via it is), the CSeq and the status. Of
+/// each such group this keeps a request's copies with the fewest Vias (sent by the originator)
+/// and a response's with the most (sent by the answering end), and drops what a proxy generated
+/// for one hop when the group also holds the end's own copy. A capture of one hop keeps
+/// everything: its copies all have the same Vias.
+func droppingForwardedCopies(_ captured: [CapturedMessage]) -> [CapturedMessage] {
+    struct Vias {
+        var count = 0
+        var top = ""
+        var bottom = ""
+    }
+    let vias: [Vias] = captured.map { item in
+        var result = Vias()
+        item.message.forEachVia { via in
+            let branch = via.branchRange.map { item.message.text($0) } ?? ""
+            if result.count == 0 { result.top = branch }
+            result.bottom = branch
+            result.count += 1
+            return true
+        }
+        return result
+    }
+    // A proxy's branch on the next hop, to the branch of the request it forwarded.
+    var originOf: [String: String] = [:]
+    for (item, via) in zip(captured, vias) where item.message.isRequest && via.count >= 2 && !via.top.isEmpty {
+        if via.top != via.bottom { originOf[via.top] = via.bottom }
+    }
+    func origin(_ branch: String) -> String {
+        var current = branch
+        for _ in 0..<8 {  // a chain of proxies; bounded against cycles
+            guard let next = originOf[current] else { break }
+            current = next
+        }
+        return current
+    }
+    struct Copy: Hashable {
+        var isRequest: Bool
+        var branch: String
+        var cseq: UInt32
+        var method: String
+        var status: Int
+    }
+    let keys: [Copy] = zip(captured, vias).map { item, via in
+        let message = item.message
+        let method = message.cseq.map { message.text($0.methodRange) } ?? ""
+        return Copy(
+            isRequest: message.isRequest, branch: origin(via.bottom), cseq: message.cseq?.number ?? 0, method: method,
+            status: message.isRequest ? 0 : message.statusCode)
+    }
+    let hopGenerated = vias.map { !$0.bottom.isEmpty && originOf[$0.bottom] != nil }
+    var hasEndCopy = Set<Copy>()
+    for (key, generated) in zip(keys, hopGenerated) where !generated { hasEndCopy.insert(key) }
+    let candidate = captured.indices.map { !hopGenerated[$0] || !hasEndCopy.contains(keys[$0]) }
+    var best: [Copy: Int] = [:]
+    for index in captured.indices where candidate[index] {
+        let count = vias[index].count
+        if let current = best[keys[index]] {
+            best[keys[index]] = keys[index].isRequest ? min(current, count) : max(current, count)
+        } else {
+            best[keys[index]] = count
+        }
+    }
+    return captured.indices.filter { candidate[$0] && vias[$0].count == best[keys[$0]] }.map { captured[$0] }
 }
 
 /// The completeness rule of `CallTemplate.isCompleteCall`.

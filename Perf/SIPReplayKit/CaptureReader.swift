@@ -119,7 +119,11 @@ public final class CaptureReader {
         case 1:
             guard let header, let data else { return nil }
             let caplen = Int(header.pointee.caplen)
-            let time = Double(header.pointee.ts.tv_sec) + Double(header.pointee.ts.tv_usec) / 1_000_000
+            // A pcap record stores the seconds as an unsigned 32-bit count, which libpcap passes
+            // through a signed one: seconds past 2^31 (2038, or a corrupt clock) come back negative.
+            var seconds = Int64(header.pointee.ts.tv_sec)
+            if seconds < 0 { seconds += 1 << 32 }
+            let time = Double(seconds) + Double(header.pointee.ts.tv_usec) / 1_000_000
             return CapturedPacket(
                 time: time, bytes: Array(UnsafeBufferPointer(start: data, count: caplen)),
                 originalLength: Int(header.pointee.len))
