@@ -101,6 +101,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
     public var inviteTimeoutSeconds = 180
     /// Per-socket UDP receive buffer, bytes.
     public var udpReceiveBufferBytes = 4 * 1024 * 1024
+    /// After a UDP read that found datagrams, the socket rests this long (microseconds) before it is
+    /// read again, so a loaded worker wakes less often and moves larger batches; 0 reads at once.
+    public var udpCoalesceMicroseconds = 1000
     /// Heap each worker maps at start, megabytes: transactions live for 64·T1 after their final
     /// response (RFC 6026), so a loaded worker holds tens of thousands of them.
     public var heapReserveMegabytes = 32
@@ -134,6 +137,9 @@ public struct ProxyConfiguration: Sendable, Equatable {
         if t4Milliseconds < 1 { throw ConfigurationError(key: "timers.t4_ms", problem: "must be positive") }
         if !(1024...1_048_576).contains(maxMessageSize) {
             throw ConfigurationError(key: "limits.max_message_size", problem: "must be between 1024 and 1048576")
+        }
+        if !(0...100_000).contains(udpCoalesceMicroseconds) {
+            throw ConfigurationError(key: "limits.udp_coalesce_us", problem: "must be between 0 and 100000")
         }
         if !(0...4096).contains(heapReserveMegabytes) {
             throw ConfigurationError(key: "limits.heap_reserve_mb", problem: "must be between 0 and 4096")

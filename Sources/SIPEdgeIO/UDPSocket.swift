@@ -20,17 +20,21 @@ public final class UDPSocket {
     ///   - receiveBufferBytes: SO_RCVBUF size (the kernel may cap it at net.core.rmem_max).
     ///   - maxDatagramSize: the largest datagram delivered (1...65535); larger ones are dropped and counted in
     ///     `truncatedDatagrams`. The socket keeps 32 buffers of this size.
+    ///   - coalesceMicroseconds: when positive, after a read that found datagrams the socket rests this
+    ///     long before it is read again: under load, fewer wakeups and larger batches for at most this
+    ///     much delay; the first datagram after a quiet spell is still read at once.
     ///   - onMessage: called on the loop's thread for every datagram; the bytes must not escape it.
     /// - Throws: `SIPIOError` when the address cannot be bound.
     public init(
         loop: EventLoop, bindTo address: SocketAddress, reusePort: Bool = false, receiveBufferBytes: Int? = nil,
-        maxDatagramSize: Int = 65535, onMessage: @escaping (borrowing ReceivedMessage) -> Void
+        maxDatagramSize: Int = 65535, coalesceMicroseconds: Int = 0,
+        onMessage: @escaping (borrowing ReceivedMessage) -> Void
     ) throws(SIPIOError) {
         self.loop = loop
         self.onMessage = onMessage
         handle = try Self.openHandle(
             loop: loop, address: address, reusePort: reusePort, receiveBufferBytes: receiveBufferBytes ?? 0,
-            maxDatagramSize: maxDatagramSize)
+            maxDatagramSize: maxDatagramSize, coalesceMicroseconds: coalesceMicroseconds)
         localAddress = Self.localAddress(of: handle)
         try startReceiving()
     }

@@ -77,7 +77,10 @@ final class Worker: @unchecked Sendable {
         self.context = context
         self.logger = logger
         self.logger[metadataKey: "worker"] = "\(index)"
-        self.wheel = TimerWheel(tickMilliseconds: 10, nowMilliseconds: Int(loop.nowMilliseconds), reservingCapacity: 1024)
+        // 4096 slots of 10 ms turn once in 41 s, longer than the 64·T1 (32 s) a transaction lingers
+        // after its final response, so a timer is looked at only in the slot where it fires.
+        self.wheel = TimerWheel(
+            tickMilliseconds: 10, slotCount: 4096, nowMilliseconds: Int(loop.nowMilliseconds), reservingCapacity: 1024)
     }
 
     /// Opens this worker's sockets on every interface (SO_REUSEPORT, so all workers share them).
@@ -89,7 +92,8 @@ final class Worker: @unchecked Sendable {
                 udpSockets[interfaceIndex] = try UDPSocket(
                     loop: loop, bindTo: interface.address, reusePort: true,
                     receiveBufferBytes: context.configuration.udpReceiveBufferBytes,
-                    maxDatagramSize: min(context.configuration.maxMessageSize, 65535)
+                    maxDatagramSize: min(context.configuration.maxMessageSize, 65535),
+                    coalesceMicroseconds: context.configuration.udpCoalesceMicroseconds
                 ) { [unowned self] received in
                     self.receive(received, interfaceIndex: interfaceIndex)
                 }

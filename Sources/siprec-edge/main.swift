@@ -34,6 +34,12 @@ struct SIPRECEdgeCommand: ParsableCommand {
     @Option(help: "Number of worker event loops (default: one per core).")
     var workers: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "After a UDP read that found datagrams, wait this long before reading again, so that under load each wakeup moves a larger batch (0: read at once; default 1000, at most 100000).",
+            valueName: "microseconds"))
+    var udpCoalesceUs: Int?
+
     @Option(help: ArgumentHelp("YAML configuration file; flags override its values.", valueName: "file"))
     var config: String?
 
@@ -118,6 +124,7 @@ struct SIPRECEdgeCommand: ParsableCommand {
             }
         }
         if let workers { configuration.workers = workers }
+        if let udpCoalesceUs { configuration.udpCoalesceMicroseconds = udpCoalesceUs }
         if let logLevel {
             guard let level = LogLevelName(rawValue: logLevel.lowercased()) else {
                 throw ConfigurationError(
@@ -141,6 +148,8 @@ struct SIPRECEdgeCommand: ParsableCommand {
             var flagged = error
             if error.key == "workers", workers != nil {
                 flagged.key = "--workers"
+            } else if error.key == "limits.udp_coalesce_us", udpCoalesceUs != nil {
+                flagged.key = "--udp-coalesce-us"
             } else if error.key == "listen", !listen.isEmpty {
                 flagged.key = "--listen"
             } else if error.key == "upstream", upstream != nil {

@@ -50,13 +50,25 @@ def test_bad_listen_flag_exits_2_naming_the_flag(bench, tmp_path):
     assert "--listen" in output, f"the message does not name --listen:\n{output}"
 
 
+def test_bad_coalescing_pause_exits_2_naming_the_flag(bench, tmp_path):
+    if bench.kind != "siprec-edge":
+        pytest.skip(f"{bench.kind}: the command-line contract is siprec-edge's")
+    process = ManagedProcess("siprec-edge", [str(harness.siprec_edge_binary()), "--udp-coalesce-us", "500000",
+                                             "--listen", f"udp:{harness.LOCALHOST}:{harness.free_port()}"],
+                             tmp_path / "bad-coalesce.log").start()
+    status = process.wait(timeout=10)
+    output = process.log_tail()
+    assert status == 2, f"exit status {status}; output:\n{output}"
+    assert "--udp-coalesce-us: must be between 0 and 100000" in output, output
+
+
 def test_help_documents_every_flag_and_exits_0(bench):
     if bench.kind != "siprec-edge":
         pytest.skip(f"{bench.kind}: the command-line contract is siprec-edge's")
     result = subprocess.run([str(harness.siprec_edge_binary()), "--help"], capture_output=True, text=True,
                             timeout=10)
     assert result.returncode == 0, result.stdout + result.stderr
-    for flag in ("--listen", "--upstream", "--workers", "--config", "--log-level", "--help"):
+    for flag in ("--listen", "--upstream", "--workers", "--udp-coalesce-us", "--config", "--log-level", "--help"):
         assert flag in result.stdout, f"--help does not document {flag}:\n{result.stdout}"
 
 

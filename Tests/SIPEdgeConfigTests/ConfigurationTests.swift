@@ -18,7 +18,7 @@ struct ConfigurationTests {
                 workers: 3
                 log_level: debug
                 timers: { t1_ms: 100, t2_ms: 400, t4_ms: 500 }
-                limits: { max_message_size: 4096, udp_receive_buffer: 65536 }
+                limits: { max_message_size: 4096, udp_receive_buffer: 65536, udp_coalesce_us: 250 }
                 dialogs: { lifetime_s: 60, invite_timeout_s: 30 }
                 """)
         #expect(configuration.listen.map(\.description) == ["udp:127.0.0.1:5070", "tcp:[::1]:5071"])
@@ -32,6 +32,7 @@ struct ConfigurationTests {
         #expect(configuration.t4Milliseconds == 500)
         #expect(configuration.maxMessageSize == 4096)
         #expect(configuration.udpReceiveBufferBytes == 65536)
+        #expect(configuration.udpCoalesceMicroseconds == 250)
         #expect(configuration.dialogLifetimeSeconds == 60)
         #expect(configuration.inviteTimeoutSeconds == 30)
     }
@@ -52,6 +53,8 @@ struct ConfigurationTests {
         ("log_level: loud", "log_level: 'loud' is not one of trace, debug, info, notice, warning, error, critical"),
         ("timers: { t1_ms: 0 }", "timers.t1_ms: must be between 1 and 60000"),
         ("timers: { t3_ms: 1 }", "timers.t3_ms: unknown key"),
+        ("limits: { udp_coalesce_us: -1 }", "limits.udp_coalesce_us: must be between 0 and 100000"),
+        ("limits: { udp_coalesce_us: 200000 }", "limits.udp_coalesce_us: must be between 0 and 100000"),
         ("colour: blue", "colour: unknown key"),
         ("- a\n- b", "(file): the top level must be a mapping of keys to values"),
     ])

@@ -89,6 +89,47 @@ struct UDPSocketTests {
         await receiving.shutdown()
     }
 
+    @Test("coalescing: the first datagram is read at once, the next ones after the pause, and quiet resets it")
+    func coalescing() async throws {
+        let receiving = try RunningLoop(index: 0)
+        let sending = try RunningLoop(index: 1)
+        let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        let start = ContinuousClock.now
+        let arrivals = Recorder<(Int, Duration)>()
+        let pause = 300_000  // µs: long against scheduling noise
+        let receiver = try await receiving.run {
+            LoopBound(
+                value: try UDPSocket(loop: receiving.loop, bindTo: any, coalesceMicroseconds: pause) { message in
+                    let number = Int(String(decoding: copyBytes(message), as: UTF8.self))!
+                    arrivals.append((number, ContinuousClock.now - start))
+                })
+        }
+        let destination = receiver.value.localAddress
+        let sender = try await sending.run { LoopBound(value: try UDPSocket(loop: sending.loop, bindTo: any) { _ in }) }
+        func send(_ number: Int) async throws -> Duration {
+            try await sending.run { sender.value.send(Array("\(number)".utf8), to: destination) }
+            return ContinuousClock.now - start
+        }
+        let sent1 = try await send(1)
+        #expect(await eventually { arrivals.count == 1 })
+        let sent2 = try await send(2)
+        let sent3 = try await send(3)
+        #expect(await eventually { arrivals.count == 3 })
+        // The pause ends with one read that finds nothing; after it the socket waits for readiness again.
+        try await Task.sleep(for: .microseconds(3 * pause))
+        let sent4 = try await send(4)
+        #expect(await eventually { arrivals.count == 4 })
+        let values = arrivals.values
+        #expect(values.map(\.0) == [1, 2, 3, 4])
+        #expect(values[0].1 - sent1 < .milliseconds(150), "the first datagram waits for nothing")
+        #expect(values[1].1 - sent2 > .milliseconds(100), "the second waits out the pause")
+        #expect(values[1].1 == values[2].1 || values[2].1 - values[1].1 < .milliseconds(50), "2 and 3 arrive in one batch")
+        #expect(values[3].1 - sent4 < .milliseconds(150), "after a quiet spell, read at once")
+        _ = sent3
+        await sending.shutdown()
+        await receiving.shutdown()
+    }
+
     @Test("datagrams larger than the slot are dropped and counted; one that fits exactly is delivered")
     func truncated() async throws {
         let running = try RunningLoop()

@@ -112,6 +112,8 @@ typedef struct csip_io_udp_options {
     int reuse_port;            /* SO_REUSEPORT: several sockets (loops) share the port */
     int receive_buffer_bytes;  /* SO_RCVBUF when > 0 (SO_RCVBUFFORCE first, then capped by rmem_max) */
     size_t max_datagram_size;  /* one slab slot; larger datagrams are dropped and counted */
+    unsigned coalesce_microseconds; /* > 0: after a read that found datagrams, pause this long
+                                       before reading again (fewer wakeups under load) */
 } csip_io_udp_options;
 
 /* An ICMP error (port or host unreachable ...) for a datagram this socket sent to `destination`

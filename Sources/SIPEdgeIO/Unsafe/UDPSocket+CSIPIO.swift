@@ -4,11 +4,12 @@ internal import CSIPIO
 
 extension UDPSocket {
     static func openHandle(
-        loop: EventLoop, address: SocketAddress, reusePort: Bool, receiveBufferBytes: Int, maxDatagramSize: Int
+        loop: EventLoop, address: SocketAddress, reusePort: Bool, receiveBufferBytes: Int, maxDatagramSize: Int,
+        coalesceMicroseconds: Int
     ) throws(SIPIOError) -> OpaquePointer {
         var options = csip_io_udp_options(
             reuse_port: reusePort ? 1 : 0, receive_buffer_bytes: Int32(clamping: receiveBufferBytes),
-            max_datagram_size: maxDatagramSize)
+            max_datagram_size: maxDatagramSize, coalesce_microseconds: UInt32(clamping: coalesceMicroseconds))
         var handle: OpaquePointer?
         let result = address.withSockaddr { csip_io_udp_open(loop.handle, $0, $1, &options, &handle) }
         guard result == 0, let handle else {
