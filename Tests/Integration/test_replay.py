@@ -1,10 +1,12 @@
-"""sip-replay against the proxy: captured calls replayed over UDP through siprec-edge, the replay
-tool playing both the caller and the callee (the proxy's upstream)."""
+"""sip-replay against the proxy: captured calls replayed over UDP and TCP through siprec-edge, the
+replay tool playing both the caller and the callee (the proxy's upstream): INVITE calls, CANCELled
+calls (a synthetic capture written here), REGISTER, held calls; and its command line."""
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -22,17 +24,18 @@ def replay_binary() -> Path:
     return path if path.is_absolute() else harness.REPO_ROOT / path
 
 
-def run_replay(capture: str, target_port: int, callee_port: int, rate: float, calls: int,
-               extra: list[str] = ()) -> tuple[int, dict, str]:
+def run_replay(capture: str | Path, target_port: int, callee_port: int, rate: float,
+               calls: int | None, extra: list[str] = (), transport: str = "udp") -> tuple[int, dict, str]:
     binary = replay_binary()
     if not binary.exists():
         pytest.skip(f"{binary} not built (swift build)")
-    path = CORPUS / capture
+    path = capture if isinstance(capture, Path) else CORPUS / capture
     if not path.exists():
         pytest.skip(f"capture {path} not present")
-    argv = [str(binary), str(path), "--target", f"udp:{harness.LOCALHOST}:{target_port}",
-            "--callee-port", str(callee_port), "--rate", str(rate), "--calls", str(calls), "--json",
-            *extra]
+    argv = [str(binary), str(path), "--target", f"{transport}:{harness.LOCALHOST}:{target_port}",
+            "--callee-port", str(callee_port), "--rate", str(rate), "--json", *extra]
+    if calls is not None:
+        argv += ["--calls", str(calls)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_BOUND_S)
     try:
         report = json.loads(done.stdout)
@@ -41,22 +44,81 @@ def run_replay(capture: str, target_port: int, callee_port: int, rate: float, ca
     return done.returncode, report, done.stderr
 
 
-def replay_through_proxy(bench, capture: str, rate: float, calls: int) -> dict:
+def replay_through_proxy(bench, capture: str | Path, rate: float, calls: int | None,
+                         transport: str = "udp", extra: list[str] = (),
+                         answered: bool = True) -> dict:
+    """Replays through the proxy (its upstream the callee side, over `transport`) and asserts
+    every call completed; answered calls also have an INVITE->200 and a BYE->200 each."""
     bench.skip_unless_proxy("the replay plays both ends; it needs a proxy between them")
     callee_port = harness.free_port()
-    endpoints = bench.start_proxy(callee_port, "udp")
-    status, report, stderr = run_replay(capture, endpoints.udp_port, callee_port, rate, calls,
-                                        ["--proxy-pid", str(bench.proxy.pid)])
+    endpoints = bench.start_proxy(callee_port, transport)
+    status, report, stderr = run_replay(capture, endpoints.port(transport), callee_port, rate,
+                                        calls, ["--proxy-pid", str(bench.proxy.pid), *extra],
+                                        transport=transport)
     assert status == 0, f"exit status {status}: {report['failureExamples']}\n{stderr}"
-    assert report["callsAttempted"] == calls
-    assert report["callsCompleted"] == calls
+    attempted = report["callsAttempted"]
+    assert calls is None or attempted == calls
+    assert report["callsCompleted"] == attempted > 0
     assert report["callsFailed"] == 0
+    assert report["target"] == f"{transport}:{harness.LOCALHOST}:{endpoints.port(transport)}"
     latency = report["latencyMicroseconds"]
-    assert latency["inviteToOK"]["count"] == calls
-    assert latency["byeToOK"]["count"] == calls
+    if answered:
+        assert latency["inviteToOK"]["count"] == attempted
+        assert latency["byeToOK"]["count"] == attempted
     assert report["proxyPeakMemoryKilobytes"] is not None
+    assert report["replayCPUSecondsPer1000Calls"] is not None
     bench.assert_proxy_running()
     return report
+
+
+# ----------------------------------------------------------------------------- synthetic captures
+
+def _sip(start: str, cseq: str, branch: str = "z9hG4bK1", to_tag: str = "", body: str = "",
+         contact: bool = True) -> bytes:
+    to = "<sip:b@y>" + (f";tag={to_tag}" if to_tag else "")
+    lines = [start, f"Via: SIP/2.0/UDP 10.0.0.1:5060;branch={branch}", "From: <sip:a@x>;tag=a1",
+             f"To: {to}", "Call-ID: synthetic-cancel", f"CSeq: {cseq}", "Max-Forwards: 70"]
+    if contact:
+        lines.append("Contact: <sip:a@10.0.0.1:5060>")
+    if body:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body.encode())}")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def write_udp_pcap(path: Path, flow: list[tuple[float, bool, bytes]]) -> Path:
+    """A classic pcap (DLT_NULL, IPv4/UDP) of (time, from the caller?, SIP message) packets
+    between 10.0.0.1 and 10.0.0.2."""
+    caller, callee = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 0)
+    for when, from_caller, payload in flow:
+        source, destination = (caller, callee) if from_caller else (callee, caller)
+        datagram = struct.pack("!HHHH", 5060, 5060, 8 + len(payload), 0) + payload
+        packet = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(datagram), 1, 0, 64, 17, 0,
+                             source, destination) + datagram
+        frame = struct.pack("<I", 2) + packet  # DLT_NULL: AF_INET in host order
+        out += struct.pack("<IIII", int(when), round((when % 1) * 1e6), len(frame), len(frame))
+        out += frame
+    path.write_bytes(out)
+    return path
+
+
+SDP = ("v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+       "m=audio 4000 RTP/AVP 0\r\n")
+
+
+def cancelled_call_capture(directory: Path) -> Path:
+    """INVITE / 100 / 180 / CANCEL / 200 (CANCEL) / 487 / ACK, as one UA pair saw it."""
+    return write_udp_pcap(directory / "cancelled.pcap", [
+        (10.00, True, _sip("INVITE sip:b@y SIP/2.0", "1 INVITE", body=SDP)),
+        (10.01, False, _sip("SIP/2.0 100 Trying", "1 INVITE", contact=False)),
+        (10.02, False, _sip("SIP/2.0 180 Ringing", "1 INVITE", to_tag="b1")),
+        (10.10, True, _sip("CANCEL sip:b@y SIP/2.0", "1 CANCEL", contact=False)),
+        (10.11, False, _sip("SIP/2.0 200 OK", "1 CANCEL", to_tag="b1", contact=False)),
+        (10.12, False, _sip("SIP/2.0 487 Request Terminated", "1 INVITE", to_tag="b1",
+                            contact=False)),
+        (10.13, True, _sip("ACK sip:b@y SIP/2.0", "1 ACK", to_tag="b1", contact=False)),
+    ])
 
 
 def test_replay_sdp_example_callee_hangs_up(bench):
@@ -113,3 +175,88 @@ def test_replay_ramp_through_proxy(bench):
     assert report["callsFailed"] == 0
     assert report["exitStatus"] == 0
     bench.assert_proxy_running()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_replay_cancelled_calls_through_the_stateful_proxy(bench, tmp_path, transport):
+    # The proxy answers the CANCEL itself, CANCELs toward the callee side once it has the 180, relays
+    # the 487 and ACKs it hop by hop; the caller side's ACK carries the INVITE's branch. A call only
+    # completes when each side saw every message the template gives it.
+    report = replay_through_proxy(bench, cancelled_call_capture(tmp_path), rate=50, calls=60,
+                                  transport=transport, answered=False)
+    assert report["latencyMicroseconds"]["inviteToOK"]["count"] == 0
+    if transport == "tcp":
+        assert report["retransmissions"] == 0
+
+
+def test_replay_over_tcp_with_two_connections(bench):
+    report = replay_through_proxy(bench, "goffinet_uac-uas-scenario-sipp.pcapng", rate=100,
+                                  calls=200, transport="tcp", extra=["--tcp-connections", "2"])
+    assert report["retransmissions"] == 0, "nothing is resent over TCP"
+
+
+def test_replay_registrations_with_a_challenge(bench):
+    # REGISTER / 100 / 401, REGISTER / 100 / 200, REGISTER / 100 / 200: each REGISTER a new
+    # transaction outside any dialog, the proxy absorbing the 100s.
+    report = replay_through_proxy(bench, "goffinet_sip-cme-zoiper-register.pcapng", rate=20,
+                                  calls=20, answered=False)
+    assert report["latencyMicroseconds"]["inviteToOK"]["count"] == 0
+
+
+def test_replay_hold_keeps_every_call_up(bench):
+    # 200 calls over 1 s (--duration), each held 1.5 s after its ACK: all are up at once.
+    report = replay_through_proxy(bench, "goffinet_uac-uas-scenario-sipp.pcapng", rate=200,
+                                  calls=None, extra=["--duration", "1", "--hold-ms", "1500"])
+    assert report["callsAttempted"] == 200
+    assert report["peakConcurrentCalls"] == 200
+    assert report["durationSeconds"] >= 2.4
+
+
+def test_replay_with_a_tcp_target_that_refuses_fails_calls_as_transport(bench):
+    # Nothing listens on the target port: each connection is refused and its calls fail at once.
+    status, report, stderr = run_replay("goffinet_uac-uas-scenario-sipp.pcapng",
+                                        harness.free_port(), harness.free_port(), rate=20, calls=4,
+                                        extra=["--timeout-ms", "4000"], transport="tcp")
+    assert status == 1, stderr
+    assert report["failures"]["transport"] == 4, report["failureExamples"]
+    assert report["durationSeconds"] < 2
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    binary = replay_binary()
+    if not binary.exists():
+        pytest.skip(f"{binary} not built (swift build)")
+    return subprocess.run([str(binary), *args], capture_output=True, text=True,
+                          timeout=RUN_BOUND_S)
+
+
+def test_unknown_target_transport_is_exit_2_with_a_clear_message():
+    capture = CORPUS / "goffinet_uac-uas-scenario-sipp.pcapng"
+    if not capture.exists():
+        pytest.skip(f"capture {capture} not present")
+    done = run_cli(str(capture), "--target", "sctp:127.0.0.1:5060")
+    assert done.returncode == 2
+    assert "unknown transport 'sctp'" in done.stderr
+    assert done.stdout == ""
+    for bad in (["--calls", "5", "--duration", "2"], ["--tcp-connections", "2"],
+                ["--hold-ms", "-1"]):
+        done = run_cli(str(capture), "--target", "udp:127.0.0.1:5060", *bad)
+        assert done.returncode == 2, (bad, done.stderr)
+
+
+def test_help_documents_every_flag_and_summary_gives_reasons():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for flag in ("--summary", "--target", "--rate", "--calls", "--duration", "--hold-ms",
+                 "--tcp-connections", "--ramp", "--ramp-start", "--ramp-factor",
+                 "--ramp-step-seconds", "--ramp-max", "--callee-port", "--timeout-ms",
+                 "--proxy-pid", "--json"):
+        assert flag in done.stdout, flag
+    capture = CORPUS / "goffinet_uac-uas-scenario-sipp.pcapng"
+    if not capture.exists():
+        pytest.skip(f"capture {capture} not present")
+    summary = run_cli("--summary", str(capture))
+    assert summary.returncode == 0
+    assert "would not be replayed: the final response to the INVITE is never ACKed" in summary.stdout
+    assert "would not be replayed: the call is answered but never ended by BYE" in summary.stdout
+    assert "771 calls, 768 complete, 768 replayable" in summary.stdout
