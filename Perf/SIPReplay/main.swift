@@ -14,6 +14,8 @@ struct SIPReplay: ParsableCommand {
         commandName: "sip-replay",
         abstract: "Replay the SIP calls of a pcap or pcapng capture against a proxy.",
         discussion: """
+            sip-replay plays both the caller (toward --target) and the callee (on --callee-port, UDP and TCP): \
+            start the proxy with --upstream pointing at the callee side (printed at start). \
             Exit status: 0 when every call completed (with --ramp: when at least one step had no failed call), \
             1 otherwise, 2 for unusable input or arguments.
             """)
@@ -24,7 +26,7 @@ struct SIPReplay: ParsableCommand {
     @Option(help: "Where to send the calls: udp:IP:PORT or tcp:IP:PORT.")
     var target: String?
 
-    @Option(help: "New calls per second.")
+    @Option(help: "New calls per second (default 10).")
     var rate: Double?
 
     @Option(help: "Number of calls to place (default 1).")

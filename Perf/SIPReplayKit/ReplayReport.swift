@@ -6,7 +6,7 @@ public enum FailureReason: String, Sendable, CaseIterable {
     case timeout
     case unexpectedResponse = "unexpected response"
     case outOfOrder = "out of order"
-    /// A TCP connection closed or failed under the call (or an ICMP error came back for UDP).
+    /// The TCP connection the call was on closed or failed.
     case transportError = "transport"
 }
 
