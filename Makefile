@@ -1,7 +1,8 @@
 # SIPREC Edge: the single entry point for developers and CI.
 #   make run    install missing Debian packages, build (release), start the proxy with its defaults
 #   make test   install, build, run every test (unit, C, fuzz smoke, SIPp integration)
-#   make bench  scanner throughput and SIPp load through siprec-edge and the Kamailio anchor
+#   make bench  scanner throughput, then the same replayed traffic (sip-replay) and SIPp load through
+#               siprec-edge and the Kamailio anchor
 
 SHELL := /bin/bash
 SWIFT ?= swift
@@ -15,7 +16,7 @@ TEST_PACKAGES := sip-tester libxml2-utils rtpengine-daemon openssl
 BENCH_PACKAGES := kamailio sysstat
 
 .PHONY: all deps deps-bench build release run test unit-test c-test fuzz fuzz-smoke integration-test \
-        bench bench-scan bench-load clean
+        bench bench-scan bench-replay bench-load clean
 
 all: build
 
@@ -100,7 +101,13 @@ integration-test:
 
 # Everything Perf/ measures: the scanner alone, then SIPp load through siprec-edge (1 and 2
 # workers) and through the Kamailio anchor, in one run on this machine.
-bench: deps-bench bench-scan bench-load
+bench: deps-bench bench-scan bench-replay bench-load
+
+# Replayed capture through Kamailio and siprec-edge (1 and 2 workers, plain and recording every
+# call): steady-state CPU per 1000 calls, highest zero-failure rate, memory per active call.
+bench-replay: deps-bench release
+	$(SWIFT) build -c release --product sip-replay
+	SHARED=$(SHARED) Perf/LoadBench/replay-bench.sh
 
 bench-load: deps-bench release
 	SHARED=$(SHARED) Perf/LoadBench/load-bench.sh $(BENCH_RATE) $(BENCH_SECONDS)

@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# The same replayed traffic through the Kamailio anchor and through siprec-edge, on this machine, in
+# one run: sip-replay plays caller, callee and (for recorded runs) the SRS of a capture's calls.
+#
+#   Perf/LoadBench/replay-bench.sh
+#
+# For every proxy (Kamailio; siprec-edge with 1 and 2 workers, plain and recording every call):
+#   1. steady-state CPU: RATE calls/s for WARMUP_S + MEASURE_S seconds; the proxy's CPU (every
+#      thread of every process, from the scheduler) is read over the last MEASURE_S seconds only,
+#      once state that lingers after a call (RFC 6026's 32 s for siprec-edge, 5 s for Kamailio)
+#      is being created and freed at the same pace;
+#   2. the highest rate without a failed call: sip-replay --ramp (fixed-rate steps, then one
+#      bisection step).
+# Then memory per active call: a fresh proxy, MEMORY_RATE calls/s held MEMORY_HOLD_MS each
+# (MEMORY_RATE x MEMORY_HOLD_MS/1000 = 10,000 calls up at once), proportional set size of heap
+# and shared memory (PSS, so Kamailio's shared memory counts once) just before the first call
+# ends, minus the idle size
+# (siprec-edge without its start-up heap reserve, limits.heap_reserve_mb: 0).
+#
+# Every process is started and stopped by its own PID; all traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SHARED=${SHARED:-$(cd .. && pwd)/shared}
+ANCHOR="$SHARED/anchors/kamailio"
+CAPTURE=${CAPTURE:-$SHARED/corpus/pcaps/goffinet_uac-uas-scenario-sipp.pcapng}
+EDGE=${EDGE:-.build/release/siprec-edge}
+REPLAY=${REPLAY:-.build/release/sip-replay}
+RATE=${RATE:-1000}
+WARMUP_S=${WARMUP_S:-35}
+MEASURE_S=${MEASURE_S:-15}
+RAMP_START=${RAMP_START:-1000}
+RAMP_FACTOR=${RAMP_FACTOR:-1.5}
+RAMP_STEP_S=${RAMP_STEP_S:-5}
+RAMP_MAX=${RAMP_MAX:-12000}
+MEMORY_RATE=${MEMORY_RATE:-400}
+MEMORY_HOLD_MS=${MEMORY_HOLD_MS:-25000}
+RUNS=${RUNS:-"kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec memory"}
+PROXY_PORT=5070 CALLEE_PORT=5080 SRS_PORT=5090 NG=127.0.0.1:22700
+for f in "$EDGE" "$REPLAY"; do [ -x "$f" ] || { echo "replay-bench: $f not built (make release)" >&2; exit 2; }; done
+[ -f "$CAPTURE" ] || { echo "replay-bench: capture $CAPTURE not found" >&2; exit 2; }
+[ -f "$ANCHOR/kamailio.cfg" ] || { echo "replay-bench: Kamailio anchor not found at $ANCHOR" >&2; exit 2; }
+OUT=$(mktemp -d /tmp/siprec-replay-bench.XXXXXX)
+echo "replay-bench: results in $OUT ($(basename "$CAPTURE"), $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s)"
+
+PIDS=()
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+tree() {  # PID and its descendants
+	local c
+	echo "$1"
+	for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do tree "$c"; done
+}
+cpu_ms() {  # scheduler CPU time (ms) of every thread of PID's process tree
+	local p total=0
+	for p in $(tree "$1"); do
+		total=$((total + $(awk '/se.sum_exec_runtime/ {s += $3} END {printf "%d", s}' /proc/"$p"/task/*/sched 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+pss_kb() {  # proportional set size (KiB) of the heap and shared memory of PID's process tree; file
+	# pages (the binary, libraries) are left out: their share moves with whoever else maps them
+	local p total=0
+	for p in $(tree "$1"); do
+		total=$((total + $(awk '/^Pss_(Anon|Shmem):/ {s += $2} END {print s + 0}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+wait_port() {  # PORT PID: until something listens on udp PORT (bounded)
+	local i
+	for ((i = 0; i < 100; i++)); do
+		ss -uln "sport = :$1" | grep -q ":$1" && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "replay-bench: nothing listens on udp $1" >&2
+	return 1
+}
+stop() {  # PID
+	kill "$1" 2>/dev/null || true
+	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+PROXY_PID=
+start_proxy() {  # NAME LOG
+	local name=$1 log=$2
+	case $name in
+	kamailio)
+		mkdir -p "$OUT/kamailio-run"
+		# The anchor's configuration with 1 GB of shared memory: with 256 MB it runs out near 1750 calls/s.
+		kamailio -f "$ANCHOR/kamailio.cfg" -m 1024 -M 64 -x tlsf -DD -E -Y "$OUT/kamailio-run" \
+			-A "LISTEN_SOCK=udp:127.0.0.1:$PROXY_PORT" -A "UAS_ADDR=\"sip:127.0.0.1:$CALLEE_PORT\"" >"$log" 2>&1 &
+		;;
+	edge-*)
+		local workers=${name#edge-}
+		workers=${workers%%w*}
+		local extra=()
+		[[ $name == *-rec ]] && extra=(--srs "sip:srs@127.0.0.1:$SRS_PORT" --rtpengine "udp:$NG")
+		# Memory runs map no heap in advance, so the idle size is the proxy's own.
+		[ "$CURRENT_KIND" = memory ] && extra+=(--config "$OUT/no-heap-reserve.yaml")
+		"$EDGE" --listen "udp:127.0.0.1:$PROXY_PORT" --upstream "sip:127.0.0.1:$CALLEE_PORT" --workers "$workers" \
+			--log-level warning "${extra[@]}" >"$log" 2>&1 &
+		;;
+	esac
+	PROXY_PID=$!
+	PIDS+=("$PROXY_PID")
+	wait_port "$PROXY_PORT" "$PROXY_PID"
+	sleep 1  # Kamailio forks its workers after binding
+}
+
+replay() {  # NAME ARGS...: sip-replay against the proxy, JSON report in $OUT/NAME.json
+	local name=$1
+	shift
+	local srs=()
+	[[ $CURRENT == *-rec ]] && srs=(--srs-port "$SRS_PORT")
+	"$REPLAY" "$CAPTURE" --target "udp:127.0.0.1:$PROXY_PORT" --callee-port "$CALLEE_PORT" "${srs[@]}" \
+		--json "$@" >"$OUT/$name.json" 2>"$OUT/$name.err" || true
+}
+
+json() {  # FILE KEY...: one value of a JSON report (empty when absent)
+	python3 - "$@" <<'EOF'
+import json, sys
+try:
+    value = json.load(open(sys.argv[1]))
+    for key in sys.argv[2:]:
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    print("" if value is None else value)
+except Exception:
+    print("")
+EOF
+}
+
+ENGINE_PID=
+start_engine() {
+	[ -n "$ENGINE_PID" ] && return 0
+	rtpengine --config-file=none --table=-1 --interface=127.0.0.1 --listen-ng=$NG --port-min=20000 --port-max=38999 \
+		--foreground --log-stderr --log-level=3 >"$OUT/rtpengine.log" 2>&1 &
+	ENGINE_PID=$!
+	PIDS+=("$ENGINE_PID")
+	sleep 1
+}
+
+run_proxy() {  # NAME: steady-state CPU, then the ramp
+	local name=$1
+	CURRENT=$name CURRENT_KIND=load
+	[[ $name == *-rec ]] && start_engine
+	start_proxy "$name" "$OUT/$name.log"
+	local engine0=0 engine1=0
+	# 1. Steady state: one long fixed-rate run, CPU read over its last MEASURE_S seconds.
+	replay "$name-steady" --rate "$RATE" --duration $((WARMUP_S + MEASURE_S)) &
+	local replay_pid=$!
+	sleep "$WARMUP_S"
+	local c0 c1
+	c0=$(cpu_ms "$PROXY_PID")
+	[ -n "$ENGINE_PID" ] && engine0=$(cpu_ms "$ENGINE_PID")
+	sleep "$MEASURE_S"
+	c1=$(cpu_ms "$PROXY_PID")
+	[ -n "$ENGINE_PID" ] && engine1=$(cpu_ms "$ENGINE_PID")
+	wait "$replay_pid" || true
+	local calls=$((RATE * MEASURE_S))
+	local cpu engine_cpu=""
+	cpu=$(awk -v a="$c0" -v b="$c1" -v n="$calls" 'BEGIN{printf "%.3f", (b-a)/n}')
+	[[ $name == *-rec ]] && engine_cpu=$(awk -v a="$engine0" -v b="$engine1" -v n="$calls" 'BEGIN{printf "%.3f", (b-a)/n}')
+	sleep 3
+	# 2. The highest zero-failure rate.
+	replay "$name-ramp" --ramp --ramp-start "$RAMP_START" --ramp-factor "$RAMP_FACTOR" \
+		--ramp-step-seconds "$RAMP_STEP_S" --ramp-max "$RAMP_MAX"
+	stop "$PROXY_PID"
+	local steady="$OUT/$name-steady.json" rampfile="$OUT/$name-ramp.json"
+	printf '%s %s %s %s %s %s %s %s\n' "$name" "$cpu" \
+		"$(json "$steady" callsCompleted)" "$(json "$steady" callsFailed)" "$(json "$steady" retransmissions)" \
+		"$(json "$rampfile" highestZeroFailureRate)" "${engine_cpu:--}" \
+		"$(json "$steady" replayCPUSecondsPer1000Calls)" >>"$OUT/results.txt"
+}
+
+run_memory() {  # NAME: PSS growth per concurrent call
+	local name=$1
+	CURRENT=$name CURRENT_KIND=memory
+	start_proxy "$name" "$OUT/memory-$name.log"
+	sleep 1
+	local idle
+	idle=$(pss_kb "$PROXY_PID")
+	local seconds=$(((MEMORY_HOLD_MS / 1000) + 5))
+	replay "memory-$name" --rate "$MEMORY_RATE" --duration "$seconds" --hold-ms "$MEMORY_HOLD_MS" --timeout-ms 60000 &
+	local replay_pid=$!
+	# Just before the first call's BYE every started call is up: the peak, with nothing freed yet.
+	sleep "$(awk -v h="$MEMORY_HOLD_MS" 'BEGIN{printf "%.1f", h/1000 - 0.5}')"
+	local peak
+	peak=$(pss_kb "$PROXY_PID")
+	wait "$replay_pid" || true
+	stop "$PROXY_PID"
+	local up
+	up=$(awk -v r="$MEMORY_RATE" -v h="$MEMORY_HOLD_MS" 'BEGIN{printf "%d", r*(h/1000-0.5)}')
+	printf '%s %s %s %s %s %s\n' "$name" "$idle" "$peak" "$up" \
+		"$(awk -v a="$idle" -v b="$peak" -v n="$up" 'BEGIN{printf "%.2f", (b-a)/n}')" \
+		"$(json "$OUT/memory-$name.json" peakConcurrentCalls)" >>"$OUT/memory.txt"
+}
+
+printf 'limits: { heap_reserve_mb: 0 }\n' >"$OUT/no-heap-reserve.yaml"
+: >"$OUT/results.txt"
+: >"$OUT/memory.txt"
+for name in kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec; do
+	case " $RUNS " in *" $name "*) run_proxy "$name" ;; esac
+done
+case " $RUNS " in *" memory "*)
+	for name in kamailio edge-1w edge-2w; do run_memory "$name"; done ;;
+esac
+
+# ---- summary ----
+{
+	echo
+	echo "machine: $(nproc) CPUs, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), kernel $(uname -r)"
+	echo "capture: $(basename "$CAPTURE"); steady state $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s"
+	echo
+	printf '%-14s %16s %8s %10s %9s %8s %22s %13s %16s\n' proxy "CPU-s/1000 calls" "x Kam." completed failed retrans "highest 0-failure cps" "x Kam. cps" "rtpengine CPU-s"
+	kam_cpu=$(awk '$1 == "kamailio" {print $2}' "$OUT/results.txt")
+	kam_cps=$(awk '$1 == "kamailio" {print $6}' "$OUT/results.txt")
+	while read -r name cpu ok failed retrans cps engine _; do
+		printf '%-14s %16s %8s %10s %9s %8s %22s %13s %16s\n' "$name" "$cpu" \
+			"$(awk -v a="$cpu" -v b="${kam_cpu:-0}" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-"}')" \
+			"$ok" "$failed" "$retrans" "$cps" \
+			"$(awk -v a="${cps:-0}" -v b="${kam_cps:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a/b; else print "-"}')" "$engine"
+	done <"$OUT/results.txt"
+	if [ -s "$OUT/memory.txt" ]; then
+		echo
+		printf '%-10s %12s %14s %10s %18s %10s\n' proxy "idle KB" "at peak KB" "calls up" "KB per active call" "peak (replay)"
+		while read -r name idle peak up per peak_replay; do
+			printf '%-10s %12s %14s %10s %18s %10s\n' "$name" "$idle" "$peak" "$up" "$per" "$peak_replay"
+		done <"$OUT/memory.txt"
+	fi
+} | tee "$OUT/summary.txt"
