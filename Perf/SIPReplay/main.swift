@@ -2,9 +2,10 @@
 // found and how it would replay it, sending nothing; `--target udp|tcp:IP:PORT` replays its
 // replayable calls (INVITE calls, CANCELled ones, OPTIONS, REGISTER, SUBSCRIBE ...) through a proxy,
 // playing both the caller and the callee (the proxy's upstream); `--ramp` raises the rate step by
-// step to find the highest rate without a failed call. Exit status:
-// 0 when every call completed (ramping: when some step had no failed call), 1 otherwise, 2 for
-// unusable input or arguments.
+// step to find the highest rate without a failed call; `--srs-port P` also plays the SRS the
+// proxy records the calls to, and counts recording problems against the run. Exit status:
+// 0 when every call completed without a recording problem (ramping: when some step did), 1
+// otherwise, 2 for unusable input or arguments.
 import Glibc
 import ArgumentParser
 import SIPReplayKit
@@ -16,8 +17,11 @@ struct SIPReplay: ParsableCommand {
         discussion: """
             sip-replay plays both the caller (toward --target) and the callee (on --callee-port, UDP and TCP): \
             start the proxy with --upstream pointing at the callee side (printed at start). \
-            Exit status: 0 when every call completed (with --ramp: when at least one step had no failed call), \
-            1 otherwise, 2 for unusable input or arguments.
+            With --srs-port P it also answers the proxy's recording sessions (start the proxy with \
+            --srs sip:srs@127.0.0.1:P and --rtpengine); after the last call it waits up to 5 s for them to end. \
+            Exit status: 0 when every call completed and, with --srs-port, the SRS saw no recording problem \
+            (a rejection not asked for with --srs-reject, a session never ACKed, one still active at the end); \
+            with --ramp: when at least one step passed. 1 otherwise, 2 for unusable input or arguments.
             """)
 
     @Flag(help: "List the calls and messages found and how they would be replayed; send nothing.")
@@ -65,6 +69,15 @@ struct SIPReplay: ParsableCommand {
     @Option(help: "Sample this process's CPU and memory before and after the run.")
     var proxyPid: Int32?
 
+    @Option(help: ArgumentHelp("Answer the proxy's SIPREC recording sessions on 127.0.0.1:P, UDP and TCP, for the whole run (start the proxy with --srs sip:srs@127.0.0.1:P); the report gains the SRS's counts and recording problems.", valueName: "P"))
+    var srsPort: Int?
+
+    @Option(help: ArgumentHelp("With --srs-port, answer every recording INVITE with this failure status (400-699), to test the proxy's failover; these rejections are then not a problem.", valueName: "CODE"))
+    var srsReject: Int?
+
+    @Option(help: ArgumentHelp("With --srs-port, send 100 and wait this many milliseconds before answering each recording INVITE.", valueName: "MS"))
+    var srsAnswerDelayMs: Int?
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -110,6 +123,26 @@ struct SIPReplay: ParsableCommand {
         guard rate > 0, rate.isFinite, calls > 0, timeoutMs > 0 else {
             fail("sip-replay: --rate, --calls and --timeout-ms must be positive")
         }
+        var srsOptions: ReplaySRSOptions?
+        if let srsPort {
+            guard let port = UInt16(exactly: srsPort), port != 0 else {
+                fail("sip-replay: --srs-port must be a port from 1 to 65535, not \(srsPort)")
+            }
+            if let srsReject, !(400...699).contains(srsReject) {
+                fail("sip-replay: --srs-reject must be a failure status from 400 to 699, not \(srsReject)")
+            }
+            if let srsAnswerDelayMs {
+                guard srsAnswerDelayMs >= 0 else { fail("sip-replay: --srs-answer-delay-ms must not be negative") }
+                if srsReject != nil {
+                    fail("sip-replay: --srs-answer-delay-ms delays the 200; with --srs-reject there is none to delay")
+                }
+            }
+            if let calleePort, calleePort == port { fail("sip-replay: --srs-port and --callee-port must differ") }
+            srsOptions = ReplaySRSOptions(
+                port: port, rejectStatus: srsReject, answerDelayMilliseconds: srsAnswerDelayMs ?? 0)
+        } else if srsReject != nil || srsAnswerDelayMs != nil {
+            fail("sip-replay: --srs-reject and --srs-answer-delay-ms need --srs-port")
+        }
         let templates = replayableTemplates(capture.templates)
         guard !templates.isEmpty else {
             fail("sip-replay: \(file) has no call to replay (see --summary for why each is left out)")
@@ -117,7 +150,7 @@ struct SIPReplay: ParsableCommand {
         let options = ReplayOptions(
             targetHost: String(parts[1]), targetPort: port, rate: rate, calls: calls, calleePort: calleePort ?? 0,
             timeoutMilliseconds: timeoutMs, proxyPID: proxyPid, transport: transport, tcpConnections: tcpConnections,
-            holdMilliseconds: holdMs)
+            holdMilliseconds: holdMs, srs: srsOptions)
         let engine: ReplayEngine
         do {
             engine = try ReplayEngine(templates: capture.templates, options: options)
@@ -128,6 +161,11 @@ struct SIPReplay: ParsableCommand {
         printError(
             "sip-replay: \(templates.count) of \(capture.templates.count) calls replayable; callee side on "
                 + "\(engine.calleeAddress) UDP and TCP (start the proxy with --upstream \(upstream))")
+        if let srs = engine.srs {
+            printError(
+                "sip-replay: SRS on \(srs.localAddress) UDP and TCP (start the proxy with --srs \(srs.uri()))"
+                    + (srsReject.map { ", rejecting every recording INVITE with \($0)" } ?? ""))
+        }
         let report: ReplayReport
         if ramp {
             report = runRamp(
@@ -141,7 +179,9 @@ struct SIPReplay: ParsableCommand {
         } else {
             report = engine.run()
         }
+        engine.close()
         print(json ? report.renderJSON() : report.renderTable(), terminator: "")
+        for problem in report.recordingProblems { printError("sip-replay: \(problem)") }
         Glibc.exit(report.exitStatus)
     }
 }

@@ -6,6 +6,9 @@
 // exchanged, after the template's delay. Every wait is a value in one timer queue; one loop timer
 // wakes the engine when the earliest of them, or the next call's start, is due, so a wake-up costs
 // the timers due, never the number of calls, and an idle replay (calls on hold) sleeps.
+// With an SRS (ReplaySRS on the same loop, for the whole engine's life) a run ends only once the
+// recording sessions its calls opened have ended too, or a bounded drain passed; what the SRS saw
+// during the run, and any recording problem, go into the run's report.
 import Glibc
 internal import CLibPcap  // owns struct timeval's members here (MemberImportVisibility)
 import SIPEdgeIO
@@ -14,6 +17,33 @@ import SIPMessage
 /// How the caller side reaches the target.
 public enum ReplayTransport: String, Sendable {
     case udp, tcp
+}
+
+/// The replay's own Session Recording Server, where the proxy records the replayed calls.
+public struct ReplaySRSOptions: Sendable, Equatable {
+    /// UDP and TCP port on 127.0.0.1 (the proxy's `--srs sip:srs@127.0.0.1:PORT`).
+    public var port: UInt16
+    /// Answer every acceptable recording INVITE with this failure status instead of 200
+    /// (rejections with it are then expected, not a problem).
+    public var rejectStatus: Int?
+    /// Send 100 and wait this long before answering a recording INVITE.
+    public var answerDelayMilliseconds: Int
+    /// After a run's last call, wait at most this long for the SRS's sessions to end.
+    public var drainLimitMilliseconds: Int
+    /// ... and until the SRS has seen nothing new for this long (a recording INVITE may still be
+    /// on its way when the call it records has ended).
+    public var quietMilliseconds: Int
+
+    public init(
+        port: UInt16, rejectStatus: Int? = nil, answerDelayMilliseconds: Int = 0, drainLimitMilliseconds: Int = 5000,
+        quietMilliseconds: Int = 250
+    ) {
+        self.port = port
+        self.rejectStatus = rejectStatus
+        self.answerDelayMilliseconds = answerDelayMilliseconds
+        self.drainLimitMilliseconds = drainLimitMilliseconds
+        self.quietMilliseconds = quietMilliseconds
+    }
 }
 
 /// What to replay and where.
@@ -32,11 +62,13 @@ public struct ReplayOptions: Sendable {
     /// Replaces the delay before the first request after the 2xx's ACK (the BYE, usually), so calls
     /// stay up this long and many are up at once.
     public var holdMilliseconds: Int?
+    /// Run an SRS on the engine's loop, and report what it saw.
+    public var srs: ReplaySRSOptions?
 
     public init(
         targetHost: String, targetPort: UInt16, rate: Double, calls: Int, calleePort: UInt16 = 0,
         timeoutMilliseconds: Int = 5000, proxyPID: Int32? = nil, transport: ReplayTransport = .udp,
-        tcpConnections: Int = 1, holdMilliseconds: Int? = nil
+        tcpConnections: Int = 1, holdMilliseconds: Int? = nil, srs: ReplaySRSOptions? = nil
     ) {
         self.targetHost = targetHost
         self.targetPort = targetPort
@@ -48,6 +80,7 @@ public struct ReplayOptions: Sendable {
         self.transport = transport
         self.tcpConnections = tcpConnections
         self.holdMilliseconds = holdMilliseconds
+        self.srs = srs
     }
 }
 
@@ -179,6 +212,16 @@ public final class ReplayEngine {
     /// The target without a user part: a REGISTER's Request-URI.
     let domainURI: String
     var callerURI = ""
+    /// The recording server, for the engine's whole life (every run and ramp step).
+    public private(set) var srs: ReplaySRS?
+    /// The SRS's statistics when the run started, and its active sessions then.
+    var srsBefore = SRSStatistics()
+    /// After the last call: waiting for the SRS's sessions to end (since `drainStart`).
+    var draining = false
+    var drainStart: UInt64 = 0
+    /// The SRS's activity (its counters summed, sessions awaiting an ACK) and when it last changed.
+    var srsActivity = 0
+    var srsActivityAt: UInt64 = 0
 
     /// The callee side's address (the proxy's upstream), UDP and TCP.
     public var calleeAddress: SocketAddress { calleeSocket.localAddress }
@@ -198,6 +241,12 @@ public final class ReplayEngine {
         serviceURI = "sip:service@\(host):\(options.targetPort)"
         domainURI = "sip:\(host):\(options.targetPort)"
         let local = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        if let srsOptions = options.srs {
+            // Before the callee side, which takes the next free port when its default is this one.
+            srs = try ReplaySRS(
+                loop: loop, host: "127.0.0.1", port: srsOptions.port, tcp: true, rejectStatus: srsOptions.rejectStatus,
+                answerDelayMilliseconds: srsOptions.answerDelayMilliseconds)
+        }
         callerSocket = try UDPSocket(loop: loop, bindTo: local) { [unowned self] message in
             self.receiveDatagram(message, at: .caller)
         }
@@ -228,8 +277,9 @@ public final class ReplayEngine {
         }
     }
 
-    /// Closes the caller side's TCP connections.
+    /// Closes the caller side's TCP connections and the SRS.
     public func close() {
+        srs?.close()
         for connection in pool.compactMap({ $0 }) {
             connection.onClose = nil
             connection.onMessage = nil
@@ -246,9 +296,27 @@ public final class ReplayEngine {
         let cpuBefore = ownCPUSeconds()
         startTime = loop.nowMilliseconds
         peakActiveCalls = activeCalls
+        if let srs {
+            srs.resetPeakActiveSessions()
+            srsBefore = srs.statistics
+        }
         running = true
         serve()
-        report.durationSeconds = Double(loop.nowMilliseconds - startTime) / 1000
+        // Up to the last call's end: the SRS's drain is reported on its own.
+        let end = srs != nil ? drainStart : loop.nowMilliseconds
+        report.durationSeconds = Double(end > startTime ? end - startTime : 0) / 1000
+        if let srs, let srsOptions = options.srs {
+            let now = srs.statistics
+            report.srs = now.since(srsBefore)
+            report.srsRejectStatus = srsOptions.rejectStatus
+            let drained = Double(loop.nowMilliseconds - drainStart) / 1000
+            report.srsDrainSeconds = drained
+            report.recordingProblems = ReplayReport.recordingProblems(
+                now.since(srsBefore), expectedRejectStatus: srsOptions.rejectStatus,
+                sessionsAwaitingACK: srs.sessionsAwaitingACK,
+                sessionsLeftActive: max(0, now.activeSessions - srsBefore.activeSessions),
+                sessionsLeftPending: srs.pendingSessions, drainSeconds: drained)
+        }
         report.replayCPUSecondsPer1000Calls = (ownCPUSeconds() - cpuBefore) * 1000 / Double(max(1, report.callsAttempted))
         report.peakConcurrentCalls = peakActiveCalls
         if let sampler, let before, let after = sampler.sample() {
@@ -323,6 +391,7 @@ public final class ReplayEngine {
         }
         while let timer = timers.popDue(now: now) { fire(timer, now: now) }
         stopWhenDone()
+        if draining { checkDrain(now: now) }
         if running, started < options.calls {
             wake(at: startTime + UInt64((Double(started) * 1000 / options.rate).rounded(.up)))
         }
@@ -332,8 +401,45 @@ public final class ReplayEngine {
     func stopWhenDone() {
         if running, started == options.calls, finishedCount == started {
             running = false
-            loop.stop()
+            if srs != nil {
+                // The proxy ends a recording after the call it records: wait for that.
+                draining = true
+                drainStart = loop.nowMilliseconds
+                srsActivity = currentSRSActivity()
+                srsActivityAt = drainStart
+                wake(at: drainStart)
+            } else {
+                loop.stop()
+            }
         }
+    }
+
+    /// Ends the drain once the SRS has no session left from this run (none active beyond those
+    /// active when the run started, none unanswered, none waiting for its ACK) and has seen nothing
+    /// new for the quiet time, or once the drain limit passed; else looks again in 10 ms.
+    func checkDrain(now: UInt64) {
+        guard draining, let srs, let srsOptions = options.srs else { return }
+        let activity = currentSRSActivity()
+        if activity != srsActivity {
+            srsActivity = activity
+            srsActivityAt = now
+        }
+        let settled =
+            srs.statistics.activeSessions <= srsBefore.activeSessions && srs.pendingSessions == 0
+            && srs.sessionsAwaitingACK == 0 && now >= srsActivityAt + UInt64(max(0, srsOptions.quietMilliseconds))
+        if settled || now >= drainStart + UInt64(max(0, srsOptions.drainLimitMilliseconds)) {
+            draining = false
+            loop.stop()
+        } else {
+            wake(at: now + 10)
+        }
+    }
+
+    /// A number that changes whenever the SRS receives a request or an ACK.
+    func currentSRSActivity() -> Int {
+        guard let srs else { return 0 }
+        let s = srs.statistics
+        return SRSStatistics.countFields.reduce(0) { $0 + s[keyPath: $1] } + srs.sessionsAwaitingACK
     }
 
     func startCall(now: UInt64) {

@@ -1,7 +1,7 @@
 // ReplayRamp: finds the highest rate a proxy takes without a failed call. Fixed-rate steps of a
 // few seconds each, the rate multiplied by a factor after every passing step, until a step has a
-// failed call or the next rate would pass the maximum; then one more step at the mean of the last
-// passing and the first failing rate.
+// failed call (or, recording to the replay's SRS, a recording problem) or the next rate would pass
+// the maximum; then one more step at the mean of the last passing and the first failing rate.
 
 /// How to ramp.
 public struct RampOptions: Sendable, Equatable {
@@ -54,9 +54,10 @@ public func runRamp(
         if !reports.isEmpty { settle() }
         let report = step(rate, options.calls(at: rate))
         reports.append(report)
+        let passed = report.callsFailed == 0 && report.callsCompleted > 0 && report.recordingProblems.isEmpty
         let result = RampStep(
-            rate: rate, completed: report.callsCompleted, failed: report.callsFailed,
-            verdict: report.callsFailed == 0 && report.callsCompleted > 0 ? .pass : .fail)
+            rate: rate, completed: report.callsCompleted, failed: report.callsFailed, verdict: passed ? .pass : .fail,
+            recordingProblems: report.recordingProblems, srs: report.srs)
         steps.append(result)
         return result
     }
@@ -81,7 +82,9 @@ public func runRamp(
 
 /// The ramp's steps as one report: counts, failures, retransmissions and latencies summed, the
 /// proxy's and sip-replay's CPU per 1000 calls weighted by each step's calls, the proxy's peak
-/// memory and the concurrent calls the highest.
+/// memory and the concurrent calls the highest; the SRS's statistics merged (counts summed, the
+/// last step's active sessions, the highest peak), the longest drain, and each step's recording
+/// problems prefixed with its rate.
 func mergedRampReport(_ reports: [ReplayReport], steps: [RampStep]) -> ReplayReport {
     var merged = ReplayReport(
         target: reports.first?.target ?? "", rateOffered: steps.map(\.rate).max() ?? 0, ramp: steps)
@@ -113,7 +116,13 @@ func mergedRampReport(_ reports: [ReplayReport], steps: [RampStep]) -> ReplayRep
         if let memory = report.proxyPeakMemoryKilobytes {
             merged.proxyPeakMemoryKilobytes = Swift.max(merged.proxyPeakMemoryKilobytes ?? 0, memory)
         }
+        if let drain = report.srsDrainSeconds {
+            merged.srsDrainSeconds = Swift.max(merged.srsDrainSeconds ?? 0, drain)
+        }
+        merged.srsRejectStatus = merged.srsRejectStatus ?? report.srsRejectStatus
+        merged.recordingProblems += report.recordingProblems.map { "at \(reportFixed(report.rateOffered, 1)) calls/s: \($0)" }
     }
+    merged.srs = SRSStatistics.merged(reports.compactMap(\.srs))
     if cpuCalls > 0 { merged.proxyCPUSecondsPer1000Calls = cpuWeighted / Double(cpuCalls) }
     if replayCPUCalls > 0 { merged.replayCPUSecondsPer1000Calls = replayCPUWeighted / Double(replayCPUCalls) }
     merged.highestZeroFailureRate = steps.filter { $0.verdict == .pass }.map(\.rate).max()

@@ -1,5 +1,7 @@
 // ReplayReport: what one sip-replay run measured, rendered as an aligned table for people and as
-// JSON (stable key order, hand-written encoder) for scripts.
+// JSON (stable key order, hand-written encoder) for scripts. With a recording server (the
+// replay's ReplaySRS) the report also has what it saw during the run and the recording problems
+// that make a run not clean.
 
 /// Why a replayed call failed.
 public enum FailureReason: String, Sendable, CaseIterable {
@@ -24,12 +26,21 @@ public struct RampStep: Sendable, Equatable {
     public var completed: Int
     public var failed: Int
     public var verdict: Verdict
+    /// The step's recording problems (a step with any fails).
+    public var recordingProblems: [String]
+    /// What the SRS saw during the step, when one ran.
+    public var srs: SRSStatistics?
 
-    public init(rate: Double, completed: Int, failed: Int, verdict: Verdict) {
+    public init(
+        rate: Double, completed: Int, failed: Int, verdict: Verdict, recordingProblems: [String] = [],
+        srs: SRSStatistics? = nil
+    ) {
         self.rate = rate
         self.completed = completed
         self.failed = failed
         self.verdict = verdict
+        self.recordingProblems = recordingProblems
+        self.srs = srs
     }
 }
 
@@ -60,6 +71,17 @@ public struct ReplayReport: Sendable {
     public var ramp: [RampStep]?
     /// With a ramp: the highest rate at which a step had no failed call (nil when none passed).
     public var highestZeroFailureRate: Double?
+    /// What the replay's SRS saw during the run (nil when none ran): counts of this run only,
+    /// `activeSessions` as the run ended (after its drain), `peakActiveSessions` during the run.
+    /// With a ramp: the steps' counts summed, the last step's active sessions, the highest peak.
+    public var srs: SRSStatistics?
+    /// The status the SRS was told to reject every recording INVITE with (`--srs-reject`).
+    public var srsRejectStatus: Int?
+    /// How long the run waited after its last call for the SRS's sessions to end (ramp: the longest).
+    public var srsDrainSeconds: Double?
+    /// Why the run is not clean as a recorded run ("recording: 3 sessions never ACKed"); a ramp
+    /// lists each step's, prefixed with its rate. Any makes the exit status 1 (ramp: fails the step).
+    public var recordingProblems: [String]
 
     public init(
         target: String, rateOffered: Double, callsAttempted: Int = 0, callsCompleted: Int = 0,
@@ -68,7 +90,8 @@ public struct ReplayReport: Sendable {
         byeToOK: LatencyHistogram = LatencyHistogram(), durationSeconds: Double = 0,
         proxyCPUSecondsPer1000Calls: Double? = nil, proxyPeakMemoryKilobytes: Int? = nil,
         ramp: [RampStep]? = nil, highestZeroFailureRate: Double? = nil,
-        replayCPUSecondsPer1000Calls: Double? = nil, peakConcurrentCalls: Int = 0
+        replayCPUSecondsPer1000Calls: Double? = nil, peakConcurrentCalls: Int = 0, srs: SRSStatistics? = nil,
+        srsRejectStatus: Int? = nil, srsDrainSeconds: Double? = nil, recordingProblems: [String] = []
     ) {
         self.target = target
         self.rateOffered = rateOffered
@@ -87,6 +110,10 @@ public struct ReplayReport: Sendable {
         self.highestZeroFailureRate = highestZeroFailureRate
         self.replayCPUSecondsPer1000Calls = replayCPUSecondsPer1000Calls
         self.peakConcurrentCalls = peakConcurrentCalls
+        self.srs = srs
+        self.srsRejectStatus = srsRejectStatus
+        self.srsDrainSeconds = srsDrainSeconds
+        self.recordingProblems = recordingProblems
     }
 
     /// Completed calls per second of run time (0 for a run of no duration).
@@ -94,8 +121,44 @@ public struct ReplayReport: Sendable {
         durationSeconds > 0 ? Double(callsCompleted) / durationSeconds : 0
     }
 
-    /// The tool's exit status: 0 when no call failed or (ramping) some step had no failed call, 1 otherwise.
-    public var exitStatus: Int32 { callsFailed == 0 || highestZeroFailureRate != nil ? 0 : 1 }
+    /// The tool's exit status: 0 when no call failed and there was no recording problem or
+    /// (ramping) some step passed, 1 otherwise.
+    public var exitStatus: Int32 {
+        (callsFailed == 0 && recordingProblems.isEmpty) || highestZeroFailureRate != nil ? 0 : 1
+    }
+
+    /// The recording problems of one run, as reason lines:
+    /// - requests the SRS rejected, other than the initial INVITEs rejected with
+    ///   `expectedRejectStatus` (`--srs-reject`);
+    /// - sessions never ACKed: given up after 64·T1 (`sessionsWithoutACK`) or still waiting for
+    ///   the ACK of their 2xx when the run ended (`sessionsAwaitingACK`);
+    /// - sessions still active when the run ended, after waiting `drainSeconds` for them to end
+    ///   (`sessionsLeftActive`, not counting those waiting for their ACK);
+    /// - recording INVITEs the SRS had not answered yet when the run ended (`sessionsLeftPending`).
+    public static func recordingProblems(
+        _ statistics: SRSStatistics, expectedRejectStatus: Int? = nil, sessionsAwaitingACK: Int = 0,
+        sessionsLeftActive: Int = 0, sessionsLeftPending: Int = 0, drainSeconds: Double? = nil
+    ) -> [String] {
+        var problems: [String] = []
+        let expectedPrefix = expectedRejectStatus.map { "\($0) " }
+        let unexpected = statistics.sortedRejections.filter { rejection in
+            expectedPrefix.map { !rejection.reason.hasPrefix($0) } ?? true
+        }
+        let rejected = unexpected.reduce(0) { $0 + $1.count }
+        if rejected > 0 {
+            let reasons = unexpected.map { "\($0.reason): \($0.count)" }.joined(separator: ", ")
+            problems.append("recording: \(counted(rejected, "request")) rejected by the SRS (\(reasons))")
+        }
+        let neverACKed = statistics.sessionsWithoutACK + sessionsAwaitingACK
+        if neverACKed > 0 { problems.append("recording: \(counted(neverACKed, "session")) never ACKed") }
+        let after = drainSeconds.map { " " + reportFixed($0, 1) + " s after the last call ended" } ?? " when the run ended"
+        let stillActive = Swift.max(0, sessionsLeftActive - sessionsAwaitingACK)
+        if stillActive > 0 { problems.append("recording: \(counted(stillActive, "session")) still active\(after)") }
+        if sessionsLeftPending > 0 {
+            problems.append("recording: \(counted(sessionsLeftPending, "recording INVITE")) still unanswered\(after)")
+        }
+        return problems
+    }
 
     /// Counts one failure of a call.
     public mutating func recordFailure(_ reason: FailureReason, example: String? = nil, keepingExamples limit: Int = 10) {
@@ -140,6 +203,9 @@ public struct ReplayReport: Sendable {
         if let cpu = replayCPUSecondsPer1000Calls {
             rows.append(("sip-replay CPU", reportFixed(cpu, 3) + " s per 1000 calls"))
         }
+        if let drain = srsDrainSeconds {
+            rows.append(("SRS drain", reportFixed(drain, 2) + " s after the last call"))
+        }
         let labelWidth = rows.map { $0.0.count }.max() ?? 0
         var out = ""
         for (label, value) in rows {
@@ -161,11 +227,26 @@ public struct ReplayReport: Sendable {
 
         if let ramp, !ramp.isEmpty {
             out += "\n"
-            var steps: [[String]] = [["ramp (calls/s)", "completed", "failed", "verdict"]]
+            let recorded = ramp.contains { $0.srs != nil }
+            var steps: [[String]] = [["ramp (calls/s)", "completed", "failed", "verdict"] + (recorded ? ["recording"] : [])]
             for step in ramp {
-                steps.append([reportFixed(step.rate, 1), "\(step.completed)", "\(step.failed)", step.verdict.rawValue])
+                var row = [reportFixed(step.rate, 1), "\(step.completed)", "\(step.failed)", step.verdict.rawValue]
+                if recorded {
+                    row.append(step.srs == nil ? "-" : step.recordingProblems.isEmpty ? "ok" : counted(step.recordingProblems.count, "problem"))
+                }
+                steps.append(row)
             }
             out += columns(steps, firstLeft: false)
+        }
+
+        if let srs {
+            out += "\nSRS" + (srsRejectStatus.map { " (rejecting every recording INVITE with \($0))" } ?? "") + "\n"
+            for line in srs.tableLines() { out += "  " + displayable(line) + "\n" }
+        }
+
+        if !recordingProblems.isEmpty {
+            out += "\nrecording problems\n"
+            for problem in recordingProblems { out += "  " + displayable(problem) + "\n" }
         }
 
         if !failureExamples.isEmpty {
@@ -208,12 +289,23 @@ public struct ReplayReport: Sendable {
         field("proxyPeakMemoryKilobytes", proxyPeakMemoryKilobytes.map { "\($0)" } ?? "null")
         field("replayCPUSecondsPer1000Calls", replayCPUSecondsPer1000Calls.map(reportJSONNumber) ?? "null")
         field("peakConcurrentCalls", "\(peakConcurrentCalls)")
+        if let srs {
+            field("srs", srs.renderJSON(indent: "  "))
+            field("srsRejectStatus", srsRejectStatus.map { "\($0)" } ?? "null")
+            field("srsDrainSeconds", srsDrainSeconds.map(reportJSONNumber) ?? "null")
+            field("recordingProblems", jsonStrings(recordingProblems, indent: "  "))
+        }
         if let ramp {
             if ramp.isEmpty {
                 field("ramp", "[]")
             } else {
                 let steps = ramp.map {
-                    "    {\"rate\": \(reportJSONNumber($0.rate)), \"completed\": \($0.completed), \"failed\": \($0.failed), \"verdict\": \(reportJSONString($0.verdict.rawValue))}"
+                    var step = "    {\"rate\": \(reportJSONNumber($0.rate)), \"completed\": \($0.completed), \"failed\": \($0.failed), \"verdict\": \(reportJSONString($0.verdict.rawValue))"
+                    if let srs = $0.srs {
+                        step += ", \"recordingProblems\": " + jsonStrings($0.recordingProblems, indent: "    ")
+                        step += ", \"srs\": " + srs.renderJSON(indent: "    ")
+                    }
+                    return step + "}"
                 }
                 field("ramp", "[\n" + steps.joined(separator: ",\n") + "\n  ]")
             }
@@ -224,6 +316,12 @@ public struct ReplayReport: Sendable {
         field("exitStatus", "\(exitStatus)")
         out += "\n}\n"
         return out
+    }
+
+    /// A JSON array of strings: [] when empty, else one string a line under `indent`.
+    private func jsonStrings(_ strings: [String], indent: String) -> String {
+        if strings.isEmpty { return "[]" }
+        return "[\n" + strings.map { indent + "  " + reportJSONString($0) }.joined(separator: ",\n") + "\n" + indent + "]"
     }
 
     private func jsonHistogram(_ h: LatencyHistogram) -> String {
@@ -239,7 +337,47 @@ public struct ReplayReport: Sendable {
     }
 }
 
+// MARK: - SRS statistics of a run
+
+extension SRSStatistics {
+    /// The counts (every field but the two session gauges), for subtracting and adding.
+    static var countFields: [WritableKeyPath<SRSStatistics, Int>] {
+        [
+            \.sessionsOffered, \.sessionsAnswered, \.sessionsEndedByBye, \.sessionsCancelled, \.sessionsWithoutACK,
+            \.reInvitesAnswered, \.updatesAnswered, \.requestsRejected, \.metadataPartsSeen, \.metadataPartsMissing,
+            \.responseRetransmissions, \.requestRetransmissions, \.unreadableMessages,
+        ]
+    }
+
+    /// What happened since `before` (counts and rejections subtracted); the gauges as they are now.
+    public func since(_ before: SRSStatistics) -> SRSStatistics {
+        var result = self
+        for field in Self.countFields { result[keyPath: field] -= before[keyPath: field] }
+        for (reason, count) in before.rejections {
+            let left = (result.rejections[reason] ?? 0) - count
+            result.rejections[reason] = left > 0 ? left : nil
+        }
+        return result
+    }
+
+    /// Consecutive runs' statistics as one: counts and rejections added, the last run's active
+    /// sessions, the highest peak. Nil for none.
+    static func merged(_ runs: [SRSStatistics]) -> SRSStatistics? {
+        guard var result = runs.first else { return nil }
+        for run in runs.dropFirst() {
+            for field in countFields { result[keyPath: field] += run[keyPath: field] }
+            for (reason, count) in run.rejections { result.rejections[reason, default: 0] += count }
+            result.activeSessions = run.activeSessions
+            result.peakActiveSessions = Swift.max(result.peakActiveSessions, run.peakActiveSessions)
+        }
+        return result
+    }
+}
+
 // MARK: - Formatting helpers
+
+/// "1 session", "3 sessions".
+func counted(_ n: Int, _ noun: String) -> String { "\(n) \(noun)" + (n == 1 ? "" : "s") }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped (RFC 8259 §7).
 func reportJSONString(_ text: String) -> String {

@@ -273,6 +273,19 @@ public final class ReplaySRS {
         "sip:srs@\(boundAddress)" + (transport == .udp ? "" : ";transport=\(transport.rawValue)")
     }
 
+    /// Initial INVITEs accepted and not answered yet (an answer delay is running).
+    public var pendingSessions: Int { sessions.values.count { !$0.isActive } }
+
+    /// Answered sessions whose 2xx still waits for its ACK.
+    public var sessionsAwaitingACK: Int {
+        awaitingACK.values.count { $0.isInitial && $0.session?.isActive == true }
+    }
+
+    /// Starts `peakActiveSessions` again from the sessions active now (a replay's next run).
+    public func resetPeakActiveSessions() {
+        statistics.peakActiveSessions = statistics.activeSessions
+    }
+
     /// Stops listening and cancels every timer; sessions are forgotten (no BYE is sent).
     public func close() {
         guard !closed else { return }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import harness
+from recording import RecordingBench, assert_cleaned_up
 
 CORPUS = harness.REPO_ROOT.parent / "shared" / "corpus" / "pcaps"
 RUN_BOUND_S = 60.0
@@ -222,6 +224,98 @@ def test_replay_with_a_tcp_target_that_refuses_fails_calls_as_transport(bench):
     assert report["durationSeconds"] < 2
 
 
+# ----------------------------------------------------------------------------- recorded replays
+
+def recorded_replay(bench, calls: int, rate: float, extra: list[str] = ()) -> tuple[int, dict, str, RecordingBench]:
+    """rtpengine (started by PID), the proxy recording every call to sip-replay's SRS on a free
+    port (--srs sip:srs@127.0.0.1:P --rtpengine ...), and sip-replay replaying the SIPp capture
+    (an SDP offer in every INVITE) through it with --srs-port P."""
+    rec = RecordingBench(bench)  # skips unless the proxy is siprec-edge; starts rtpengine
+    callee_port, srs_port = harness.free_port(), harness.free_port()
+    endpoints = bench.start_proxy(callee_port, "udp", extra_args=[
+        "--srs", f"sip:srs@{harness.LOCALHOST}:{srs_port}", "--rtpengine", rec.engine.ng_uri])
+    rec.endpoints = endpoints
+    status, report, stderr = run_replay("goffinet_uac-uas-scenario-sipp.pcapng", endpoints.udp_port,
+                                        callee_port, rate, calls,
+                                        ["--srs-port", str(srs_port), "--proxy-pid", str(bench.proxy.pid),
+                                         *extra])
+    assert f"SRS on {harness.LOCALHOST}:{srs_port} UDP and TCP" in stderr, stderr
+    return status, report, stderr, rec
+
+
+def assert_calls_completed(report: dict, calls: int) -> None:
+    assert report["callsAttempted"] == calls
+    assert report["callsCompleted"] == calls, report["failureExamples"]
+    assert report["callsFailed"] == 0
+
+
+@pytest.mark.recording
+def test_recorded_replay_through_the_proxy_and_rtpengine(bench):
+    # Every replayed call is anchored at rtpengine and recorded to sip-replay's SRS: one recording
+    # session per call, its INVITE with metadata, ACKed, a last re-INVITE (stop-time metadata),
+    # ended by BYE; nothing left active at the SRS, the proxy or rtpengine.
+    # Each call is held 300 ms after its ACK, so its recording is up (answered, ACKed) before the
+    # call's BYE: then the proxy ends it with a re-INVITE carrying stop-time, then a BYE. (Calls
+    # that end within a millisecond of their answer race the recording's start.)
+    calls = 20
+    status, report, stderr, rec = recorded_replay(bench, calls=calls, rate=20, extra=["--hold-ms", "300"])
+    assert status == 0, f"exit status {status}: {report.get('recordingProblems')}\n{stderr}"
+    assert_calls_completed(report, calls)
+    srs = report["srs"]
+    assert srs["sessionsOffered"] == srs["sessionsAnswered"] == calls, srs
+    assert srs["sessionsEndedByBye"] == srs["sessionsAnswered"], srs
+    assert srs["sessionsWithoutACK"] == 0 and srs["sessionsCancelled"] == 0, srs
+    # The initial INVITE and the last re-INVITE (stop-time) of each session carry metadata.
+    assert srs["reInvitesAnswered"] == calls, srs
+    assert srs["metadataPartsSeen"] == srs["sessionsOffered"] + srs["reInvitesAnswered"], srs
+    assert srs["metadataPartsMissing"] == 0, srs
+    assert srs["activeSessions"] == 0, srs
+    assert 2 <= srs["peakActiveSessions"] <= calls, srs  # 300 ms calls starting every 50 ms
+    assert srs["requestsRejected"] == 0 and srs["rejections"] == {}, srs
+    assert report["recordingProblems"] == []
+    assert report["srsRejectStatus"] is None
+    assert 0 <= report["srsDrainSeconds"] < 5.5, report["srsDrainSeconds"]
+    assert report["exitStatus"] == 0
+    assert_cleaned_up(rec, {"started": calls, "failed": 0})
+
+
+@pytest.mark.recording
+def test_recorded_replay_with_the_srs_rejecting_503(bench):
+    # --srs-reject 503: every recording INVITE is refused, the proxy (one SRS, nothing to fail over
+    # to) gives the recording up and the calls go on; the rejections were asked for: exit 0.
+    calls = 10
+    status, report, stderr, rec = recorded_replay(bench, calls=calls, rate=20, extra=["--srs-reject", "503"])
+    assert status == 0, f"exit status {status}: {report.get('recordingProblems')}\n{stderr}"
+    assert_calls_completed(report, calls)
+    srs = report["srs"]
+    assert srs["sessionsOffered"] == calls, srs
+    assert srs["sessionsAnswered"] == 0 and srs["activeSessions"] == 0, srs
+    assert srs["requestsRejected"] == calls, srs
+    assert srs["rejections"] == {"503 Service Unavailable": calls}, srs
+    assert report["srsRejectStatus"] == 503
+    assert report["recordingProblems"] == []
+    assert_cleaned_up(rec, {"started": 0, "failed": calls})
+
+
+@pytest.mark.recording
+def test_recorded_replay_with_a_slow_srs_gets_its_invites_cancelled(bench):
+    # --srs-answer-delay-ms 3000: the SRS sends 100 and would answer 3 s later, but each call ends
+    # a few milliseconds after its answer, so the proxy CANCELs the ringing recording INVITE: 487,
+    # nothing answered, nothing left; the calls complete and the run is clean.
+    calls = 5
+    status, report, stderr, rec = recorded_replay(bench, calls=calls, rate=20,
+                                                  extra=["--srs-answer-delay-ms", "3000"])
+    assert status == 0, f"exit status {status}: {report.get('recordingProblems')}\n{stderr}"
+    assert_calls_completed(report, calls)
+    srs = report["srs"]
+    assert srs["sessionsOffered"] == srs["sessionsCancelled"] == calls, srs
+    assert srs["sessionsAnswered"] == 0 and srs["activeSessions"] == 0, srs
+    assert srs["rejections"] == {}, srs
+    assert report["recordingProblems"] == []
+    assert report["srsDrainSeconds"] < 3, "the CANCELs ended the sessions, not the drain limit"
+    assert_cleaned_up(rec, {"started": 0})
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     binary = replay_binary()
     if not binary.exists():
@@ -244,13 +338,43 @@ def test_unknown_target_transport_is_exit_2_with_a_clear_message():
         assert done.returncode == 2, (bad, done.stderr)
 
 
+def test_bad_srs_flags_are_exit_2_with_a_message():
+    capture = CORPUS / "goffinet_uac-uas-scenario-sipp.pcapng"
+    if not capture.exists():
+        pytest.skip(f"capture {capture} not present")
+    port = str(harness.free_port())
+    for bad, message in (
+            (["--srs-port", "0"], "--srs-port must be a port from 1 to 65535"),
+            (["--srs-port", "70000"], "--srs-port must be a port from 1 to 65535"),
+            (["--srs-port", "http"], "--srs-port"),
+            (["--srs-reject", "503"], "need --srs-port"),
+            (["--srs-answer-delay-ms", "10"], "need --srs-port"),
+            (["--srs-port", port, "--srs-reject", "200"], "--srs-reject must be a failure status from 400 to 699"),
+            (["--srs-port", port, "--srs-reject", "700"], "--srs-reject must be a failure status from 400 to 699"),
+            (["--srs-port", port, "--srs-answer-delay-ms=-1"], "--srs-answer-delay-ms must not be negative"),
+            (["--srs-port", port, "--srs-reject", "503", "--srs-answer-delay-ms", "10"], "with --srs-reject"),
+            (["--srs-port", port, "--callee-port", port], "--srs-port and --callee-port must differ")):
+        done = run_cli(str(capture), "--target", "udp:127.0.0.1:9", "--calls", "1", *bad)
+        assert done.returncode == 2, (bad, done.stderr)
+        assert message in done.stderr, (bad, done.stderr)
+        assert done.stdout == ""
+    # A port another socket holds: the SRS cannot bind, nothing is replayed.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind((harness.LOCALHOST, 0))
+        held = holder.getsockname()[1]
+        done = run_cli(str(capture), "--target", "udp:127.0.0.1:9", "--calls", "1", "--srs-port", str(held))
+        assert done.returncode == 2, done.stderr
+        assert f"127.0.0.1:{held}" in done.stderr, done.stderr
+        assert done.stdout == ""
+
+
 def test_help_documents_every_flag_and_summary_gives_reasons():
     done = run_cli("--help")
     assert done.returncode == 0
     for flag in ("--summary", "--target", "--rate", "--calls", "--duration", "--hold-ms",
                  "--tcp-connections", "--ramp", "--ramp-start", "--ramp-factor",
                  "--ramp-step-seconds", "--ramp-max", "--callee-port", "--timeout-ms",
-                 "--proxy-pid", "--json"):
+                 "--proxy-pid", "--json", "--srs-port", "--srs-reject", "--srs-answer-delay-ms"):
         assert flag in done.stdout, flag
     capture = CORPUS / "goffinet_uac-uas-scenario-sipp.pcapng"
     if not capture.exists():
