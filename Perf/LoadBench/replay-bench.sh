@@ -32,6 +32,7 @@ RAMP_START=${RAMP_START:-1000}
 RAMP_FACTOR=${RAMP_FACTOR:-1.5}
 RAMP_STEP_S=${RAMP_STEP_S:-5}
 RAMP_MAX=${RAMP_MAX:-12000}
+REC_HOLD_MS=${REC_HOLD_MS:-1000}
 MEMORY_RATE=${MEMORY_RATE:-400}
 MEMORY_HOLD_MS=${MEMORY_HOLD_MS:-25000}
 RUNS=${RUNS:-"kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec memory"}
@@ -118,7 +119,9 @@ replay() {  # NAME ARGS...: sip-replay against the proxy, JSON report in $OUT/NA
 	local name=$1
 	shift
 	local srs=()
-	[[ $CURRENT == *-rec ]] && srs=(--srs-port "$SRS_PORT")
+	# Recorded calls are held REC_HOLD_MS: a call that ends within a millisecond of its answer ends
+	# before its recording session starts, and would be counted as recorded without costing one.
+	[[ $CURRENT == *-rec ]] && srs=(--srs-port "$SRS_PORT" --hold-ms "$REC_HOLD_MS")
 	"$REPLAY" "$CAPTURE" --target "udp:127.0.0.1:$PROXY_PORT" --callee-port "$CALLEE_PORT" "${srs[@]}" \
 		--json "$@" >"$OUT/$name.json" 2>"$OUT/$name.err" || true
 }
@@ -173,9 +176,11 @@ run_proxy() {  # NAME: steady-state CPU, then the ramp
 		--ramp-step-seconds "$RAMP_STEP_S" --ramp-max "$RAMP_MAX"
 	stop "$PROXY_PID"
 	local steady="$OUT/$name-steady.json" rampfile="$OUT/$name-ramp.json"
-	printf '%s %s %s %s %s %s %s %s\n' "$name" "$cpu" \
+	local recorded=-
+	[[ $name == *-rec ]] && recorded=$(json "$steady" srs sessionsAnswered)/$(json "$steady" srs sessionsEndedByBye)
+	printf '%s %s %s %s %s %s %s %s %s\n' "$name" "$cpu" \
 		"$(json "$steady" callsCompleted)" "$(json "$steady" callsFailed)" "$(json "$steady" retransmissions)" \
-		"$(json "$rampfile" highestZeroFailureRate)" "${engine_cpu:--}" \
+		"$(json "$rampfile" highestZeroFailureRate)" "${engine_cpu:--}" "$recorded" \
 		"$(json "$steady" replayCPUSecondsPer1000Calls)" >>"$OUT/results.txt"
 }
 
@@ -218,14 +223,16 @@ esac
 	echo "machine: $(nproc) CPUs, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), kernel $(uname -r)"
 	echo "capture: $(basename "$CAPTURE"); steady state $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s"
 	echo
-	printf '%-14s %16s %8s %10s %9s %8s %22s %13s %16s\n' proxy "CPU-s/1000 calls" "x Kam." completed failed retrans "highest 0-failure cps" "x Kam. cps" "rtpengine CPU-s"
+	printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %20s\n' proxy "CPU-s/1000 calls" "x Kam." completed failed retrans \
+		"highest 0-failure cps" "x Kam. cps" "rtpengine CPU-s" "SRS answered/BYE'd"
 	kam_cpu=$(awk '$1 == "kamailio" {print $2}' "$OUT/results.txt")
 	kam_cps=$(awk '$1 == "kamailio" {print $6}' "$OUT/results.txt")
-	while read -r name cpu ok failed retrans cps engine _; do
-		printf '%-14s %16s %8s %10s %9s %8s %22s %13s %16s\n' "$name" "$cpu" \
+	while read -r name cpu ok failed retrans cps engine recorded _; do
+		printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %20s\n' "$name" "$cpu" \
 			"$(awk -v a="$cpu" -v b="${kam_cpu:-0}" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-"}')" \
 			"$ok" "$failed" "$retrans" "$cps" \
-			"$(awk -v a="${cps:-0}" -v b="${kam_cps:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a/b; else print "-"}')" "$engine"
+			"$(awk -v a="${cps:-0}" -v b="${kam_cps:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a/b; else print "-"}')" \
+			"$engine" "$recorded"
 	done <"$OUT/results.txt"
 	if [ -s "$OUT/memory.txt" ]; then
 		echo
