@@ -66,7 +66,7 @@ struct SIPReplay: ParsableCommand {
     @Option(help: "Fail a call when an expected message does not come within this many milliseconds.")
     var timeoutMs: Int = 5000
 
-    @Option(help: "Sample this process's CPU and memory before and after the run.")
+    @Option(help: "Sample the CPU and memory of this process and its descendants (a proxy's forked workers) before and after the run; the peak memory is the sum of each process's own peak.")
     var proxyPid: Int32?
 
     @Option(help: ArgumentHelp("Answer the proxy's SIPREC recording sessions on 127.0.0.1:P, UDP and TCP, for the whole run (start the proxy with --srs sip:srs@127.0.0.1:P); the report gains the SRS's counts and recording problems.", valueName: "P"))

@@ -291,7 +291,8 @@ public final class ReplayEngine {
     /// Runs every call to its end on the calling thread and returns the report.
     public func run() -> ReplayReport {
         guard !plans.isEmpty, options.calls > 0 else { return report }
-        let sampler = options.proxyPID.map { ProcessSampler(pid: $0) }
+        // A proxy may be several processes (Kamailio forks its workers): its whole process tree counts.
+        let sampler = options.proxyPID.map { ProcessSampler(pid: $0, includeDescendants: true) }
         let before = sampler?.sample()
         let cpuBefore = ownCPUSeconds()
         startTime = loop.nowMilliseconds
