@@ -164,6 +164,21 @@ let package = Package(
             ]
         ),
 
+        /// RecordingMetadata.render and MetadataID.random: documents per second, allocations per document.
+        .executableTarget(
+            name: "MetadataBench",
+            dependencies: ["SIPRECMetadata"],
+            path: "Perf/MetadataBench",
+            swiftSettings: swiftSettings,
+            // Binds malloc, calloc and aligned_alloc to the counters in MallocCounter.swift.
+            linkerSettings: [
+                .unsafeFlags(
+                    ["malloc", "calloc", "aligned_alloc"].flatMap {
+                        ["-Xlinker", "--defsym=\($0)=metadatabench_counting_\($0)", "-Xlinker", "--export-dynamic-symbol=\($0)"]
+                    })
+            ]
+        ),
+
         // MARK: - Tests
 
         .testTarget(name: "CSIPScanTests", dependencies: ["CSIPScan"], swiftSettings: swiftSettings),
