@@ -4,20 +4,26 @@ public struct MetadataID: Hashable, Sendable, CustomStringConvertible {
     /// The base64 text that goes into the document.
     public let text: String
 
-    /// A new random (version 4) UUID, from the system's cryptographic generator (getrandom).
+    /// A new random (version 4) UUID from the system's cryptographic generator: two 64-bit draws
+    /// (two getrandom calls), not one per byte.
     public static func random() -> MetadataID {
         var generator = SystemRandomNumberGenerator()
-        var bytes = [UInt8](repeating: 0, count: 16)
-        for index in bytes.indices { bytes[index] = generator.next() }
-        // RFC 4122 §4.4: version 4 in the high nibble of byte 6, variant 10 in the top bits of byte 8.
-        bytes[6] = (bytes[6] & 0x0F) | 0x40
-        bytes[8] = (bytes[8] & 0x3F) | 0x80
-        return MetadataID(bytes: bytes)
+        var uuid: (UInt64, UInt64) = (generator.next(), generator.next())
+        return withUnsafeMutableBytes(of: &uuid) { bytes in
+            // RFC 4122 §4.4: version 4 in the high nibble of byte 6, variant 10 in the top bits of byte 8.
+            bytes[6] = (bytes[6] & 0x0F) | 0x40
+            bytes[8] = (bytes[8] & 0x3F) | 0x80
+            return MetadataID(encoding: UnsafeRawBufferPointer(bytes))
+        }
     }
 
     /// The identifier for exactly these bytes (16 for a UUID); deterministic, for tests and for ids
     /// kept elsewhere.
     public init(bytes: [UInt8]) {
+        self = bytes.withUnsafeBytes { MetadataID(encoding: $0) }
+    }
+
+    private init(encoding bytes: UnsafeRawBufferPointer) {
         text = Base64.encode(bytes)
     }
 
@@ -37,23 +43,25 @@ public struct MetadataID: Hashable, Sendable, CustomStringConvertible {
 enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    static func encode(_ bytes: [UInt8]) -> String {
-        var output = [UInt8]()
-        output.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index < bytes.count {
-            let remaining = bytes.count - index
-            let first = UInt32(bytes[index])
-            let second = remaining > 1 ? UInt32(bytes[index + 1]) : 0
-            let third = remaining > 2 ? UInt32(bytes[index + 2]) : 0
-            let triple = first << 16 | second << 8 | third
-            output.append(alphabet[Int(triple >> 18 & 0x3F)])
-            output.append(alphabet[Int(triple >> 12 & 0x3F)])
-            output.append(remaining > 1 ? alphabet[Int(triple >> 6 & 0x3F)] : UInt8(ascii: "="))
-            output.append(remaining > 2 ? alphabet[Int(triple & 0x3F)] : UInt8(ascii: "="))
-            index += 3
+    static func encode(_ bytes: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: (bytes.count + 2) / 3 * 4) { output in
+            var written = 0
+            var index = 0
+            while index < bytes.count {
+                let remaining = bytes.count - index
+                let first = UInt32(bytes[index])
+                let second = remaining > 1 ? UInt32(bytes[index + 1]) : 0
+                let third = remaining > 2 ? UInt32(bytes[index + 2]) : 0
+                let triple = first << 16 | second << 8 | third
+                output[written] = alphabet[Int(triple >> 18 & 0x3F)]
+                output[written + 1] = alphabet[Int(triple >> 12 & 0x3F)]
+                output[written + 2] = remaining > 1 ? alphabet[Int(triple >> 6 & 0x3F)] : UInt8(ascii: "=")
+                output[written + 3] = remaining > 2 ? alphabet[Int(triple & 0x3F)] : UInt8(ascii: "=")
+                written += 4
+                index += 3
+            }
+            return written
         }
-        return String(decoding: output, as: UTF8.self)
     }
 
     /// The bytes of canonical padded base64 text, or nil when the text is anything else.

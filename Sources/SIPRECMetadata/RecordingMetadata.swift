@@ -104,74 +104,127 @@ public struct RecordingMetadata: Sendable, Equatable {
     /// base64, or a stream names a sender that is not in `participants`.
     public func render() throws(MetadataError) -> String {
         try checkReferences()
-        let tree = XMLTree(rootName: "recording", namespaceURI: Self.namespace)
-        let root = tree.root
-        let session = ["session_id": sessionID.text] as KeyValuePairs
+        let fragments = try ParsedFragments(of: self)
+        defer { withExtendedLifetime(fragments.tree) {} }
+        return try LibXML2.capturingErrors("recording metadata") { _ in write(fragments) }
+    }
 
-        tree.appendElement("datamode", to: root, text: "complete")
-        if let group {
-            let element = tree.appendElement("group", to: root, attributes: ["group_id": group.id])
-            if let xml = group.extensionXML {
-                try tree.appendFragment(xml, to: element, purpose: "group extension XML")
+    /// The raw XML of the document, parsed in document order (so the first bad one is reported).
+    private struct ParsedFragments {
+        /// Holds the parsed nodes; nil when the document has no raw XML.
+        var tree: XMLTree?
+        var group: XMLTree.Fragment?
+        var session: XMLTree.Fragment?
+        /// By participant index; empty when no participant has an override.
+        var participants: [XMLTree.Fragment?] = []
+
+        init(of metadata: RecordingMetadata) throws(MetadataError) {
+            let groupXML = metadata.group?.extensionXML
+            let hasOverrides = metadata.participants.contains { $0.overrideXML != nil }
+            guard groupXML != nil || metadata.sessionExtensionXML != nil || hasOverrides else { return }
+            let tree = XMLTree()
+            self.tree = tree
+            if let xml = groupXML {
+                group = try tree.parseFragment(xml, into: "group", purpose: "group extension XML")
             }
+            if let xml = metadata.sessionExtensionXML {
+                session = try tree.parseFragment(xml, into: "session", purpose: "session extension XML")
+            }
+            guard hasOverrides else { return }
+            for (index, participant) in metadata.participants.enumerated() {
+                participants.append(
+                    try participant.overrideXML.map { xml throws(MetadataError) in
+                        try tree.parseFragment(xml, into: "participant", purpose: "override XML of participant \(index)")
+                    })
+            }
+        }
+    }
+
+    /// The document, written front to back; nil when libxml2 failed to write.
+    private func write(_ fragments: ParsedFragments) -> String? {
+        XMLWriter.writing { xml in write(fragments, to: &xml) }
+    }
+
+    private func write(_ fragments: ParsedFragments, to xml: inout XMLWriter) -> String? {
+        xml.declaration()
+        xml.startElement("recording")
+        xml.attribute("xmlns", Self.namespace)
+        xml.endStartTag()
+        xml.textElement("datamode", "complete")
+
+        if let group {
+            xml.startElement("group")
+            xml.attribute("group_id", group.id)
+            xml.content(fragments.group, of: "group")
         }
 
         // <session>: the schema orders sipSessionID, group-ref, start-time, stop-time, extensions.
-        let sessionElement = tree.appendElement("session", to: root, attributes: session)
-        tree.appendElement("sipSessionID", to: sessionElement, text: sipSessionID)
-        if let group { tree.appendElement("group-ref", to: sessionElement, text: group.id) }
-        if let time = sessionStartTime { tree.appendElement("start-time", to: sessionElement, text: time.xsDateTime) }
-        if let time = sessionStopTime { tree.appendElement("stop-time", to: sessionElement, text: time.xsDateTime) }
-        if let xml = sessionExtensionXML {
-            try tree.appendFragment(xml, to: sessionElement, purpose: "session extension XML")
-        }
+        xml.startElement("session")
+        xml.attribute("session_id", sessionID.text)
+        xml.endStartTag(formatted: fragments.session?.hasText != true)
+        xml.textElement("sipSessionID", sipSessionID)
+        if let group { xml.textElement("group-ref", group.id) }
+        if let time = sessionStartTime { xml.textElement("start-time", time) }
+        if let time = sessionStopTime { xml.textElement("stop-time", time) }
+        if let fragment = fragments.session { xml.fragment(fragment) }
+        xml.endElement("session")
 
         for (index, participant) in participants.enumerated() {
-            let element = tree.appendElement(
-                "participant", to: root, attributes: ["participant_id": participant.id.text])
-            if let xml = participant.overrideXML {
-                try tree.appendFragment(xml, to: element, purpose: "override XML of participant \(index)")
-            } else {
-                let nameID = tree.appendElement("nameID", to: element, attributes: ["aor": participant.aor])
-                if let name = participant.name { tree.appendElement("name", to: nameID, text: name) }
+            xml.startElement("participant")
+            xml.attribute("participant_id", participant.id.text)
+            if participant.overrideXML != nil {
+                xml.content(fragments.participants[index], of: "participant")
+                continue
             }
+            xml.endStartTag()
+            xml.startElement("nameID")
+            xml.attribute("aor", participant.aor)
+            if let name = participant.name {
+                xml.endStartTag()
+                xml.textElement("name", name)
+                xml.endElement("nameID")
+            } else {
+                xml.endEmptyElement()
+            }
+            xml.endElement("participant")
         }
 
         for stream in streams {
-            let element = tree.appendElement(
-                "stream", to: root, attributes: ["stream_id": stream.id.text, "session_id": sessionID.text])
-            tree.appendElement("label", to: element, text: stream.label)
+            xml.startElement("stream")
+            xml.attribute("stream_id", stream.id.text)
+            xml.attribute("session_id", sessionID.text)
+            xml.endStartTag()
+            xml.textElement("label", stream.label)
+            xml.endElement("stream")
         }
 
-        let recordingAssociation = tree.appendElement("sessionrecordingassoc", to: root, attributes: session)
-        appendTimes(sessionAssociateTime, sessionDisassociateTime, to: recordingAssociation, in: tree)
+        xml.startElement("sessionrecordingassoc")
+        xml.attribute("session_id", sessionID.text)
+        xml.times(sessionAssociateTime, sessionDisassociateTime, of: "sessionrecordingassoc")
 
         for participant in participants {
-            let element = tree.appendElement(
-                "participantsessionassoc", to: root,
-                attributes: ["participant_id": participant.id.text, "session_id": sessionID.text])
-            appendTimes(participant.associateTime, participant.disassociateTime, to: element, in: tree)
+            xml.startElement("participantsessionassoc")
+            xml.attribute("participant_id", participant.id.text)
+            xml.attribute("session_id", sessionID.text)
+            xml.times(participant.associateTime, participant.disassociateTime, of: "participantsessionassoc")
         }
 
         // Each participant sends its own streams and receives everyone else's (RFC 7865 §6.8.1).
         for (index, participant) in participants.enumerated() {
-            let element = tree.appendElement(
-                "participantstreamassoc", to: root, attributes: ["participant_id": participant.id.text])
-            for stream in streams where stream.sender == index {
-                tree.appendElement("send", to: element, text: stream.id.text)
+            xml.startElement("participantstreamassoc")
+            xml.attribute("participant_id", participant.id.text)
+            guard !streams.isEmpty else {
+                xml.endEmptyElement()
+                continue
             }
-            for stream in streams where stream.sender != index {
-                tree.appendElement("recv", to: element, text: stream.id.text)
-            }
+            xml.endStartTag()
+            for stream in streams where stream.sender == index { xml.textElement("send", stream.id.text) }
+            for stream in streams where stream.sender != index { xml.textElement("recv", stream.id.text) }
+            xml.endElement("participantstreamassoc")
         }
-        return tree.serialized()
-    }
 
-    private func appendTimes(
-        _ associate: MetadataTime, _ disassociate: MetadataTime?, to element: XMLTree.Element, in tree: XMLTree
-    ) {
-        tree.appendElement("associate-time", to: element, text: associate.xsDateTime)
-        if let disassociate { tree.appendElement("disassociate-time", to: element, text: disassociate.xsDateTime) }
+        xml.endElement("recording")
+        return xml.finish()
     }
 
     private func checkReferences() throws(MetadataError) {
@@ -185,5 +238,27 @@ public struct RecordingMetadata: Sendable, Equatable {
                 message: "stream \(stream.id) (label \(stream.label)) names sender \(stream.sender), "
                     + "but there are \(participants.count) participants")
         }
+    }
+}
+
+extension XMLWriter {
+    /// The rest of an element whose start tag is open and whose content is only raw XML (or
+    /// nothing, then `<name …/>`).
+    fileprivate mutating func content(_ fragment: XMLTree.Fragment?, of name: StaticString) {
+        guard let fragment, !fragment.isEmpty else {
+            endEmptyElement()
+            return
+        }
+        endStartTag(formatted: !fragment.hasText)
+        self.fragment(fragment)
+        endElement(name)
+    }
+
+    /// The rest of an association element whose start tag is open: its associate and disassociate times.
+    fileprivate mutating func times(_ associate: MetadataTime, _ disassociate: MetadataTime?, of name: StaticString) {
+        endStartTag()
+        textElement("associate-time", associate)
+        if let disassociate { textElement("disassociate-time", disassociate) }
+        endElement(name)
     }
 }

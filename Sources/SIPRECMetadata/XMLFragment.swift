@@ -9,7 +9,6 @@ public enum XMLFragment {
     /// This is a well-formedness check only: whether the result is schema-valid depends on where
     /// the fragment goes (an override needs a `<nameID>`, extensions need a foreign namespace).
     public static func validate(_ xml: String) throws(MetadataError) {
-        let tree = XMLTree(rootName: "recording", namespaceURI: RecordingMetadata.namespace)
-        try tree.appendFragment(xml, to: tree.root, purpose: "XML fragment")
+        _ = try XMLTree().parseFragment(xml, into: nil, purpose: "XML fragment")
     }
 }

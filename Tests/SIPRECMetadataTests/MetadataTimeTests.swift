@@ -20,6 +20,13 @@ struct MetadataTimeTests {
         #expect(MetadataTime(millisecondsSinceEpoch: milliseconds).xsDateTime == expected)
     }
 
+    @Test("the first and last years of four digits, and a year of five")
+    func yearWidths() {
+        #expect(MetadataTime(millisecondsSinceEpoch: -62_135_596_800_000).xsDateTime == "0001-01-01T00:00:00.000Z")
+        #expect(MetadataTime(millisecondsSinceEpoch: 253_402_300_799_999).xsDateTime == "9999-12-31T23:59:59.999Z")
+        #expect(MetadataTime(millisecondsSinceEpoch: 253_402_300_800_000).xsDateTime == "10000-01-01T00:00:00.000Z")
+    }
+
     @Test("now() is the wall clock")
     func now() {
         let before = Int64(time(nil)) * 1000

@@ -115,6 +115,38 @@ struct RecordingMetadataTests {
         try expectSchemaValid(document)
     }
 
+    /// libxml2 indents no element that has text among its children; raw XML keeps that rule.
+    @Test("text in raw XML turns off indentation inside its element; comments keep theirs; blank XML is no content")
+    func rawXMLLayout() throws {
+        var metadata = twoPartyCall()
+        metadata.sessionExtensionXML = #"<!-- note --><ext:tag xmlns:ext="urn:example:ext">vip</ext:tag> and text"#
+        metadata.participants[0].overrideXML = """
+            <!-- configured -->
+            <nameID aor="sip:zoë@example.com">
+              <name>Zoë &amp; "Co"</name>
+            </nameID>
+            """
+        metadata.participants[1].overrideXML = "  "
+        metadata.sipSessionID = ""
+        metadata.streams[0].label = ""
+        let document = try metadata.render()
+        #expect(
+            document.contains(
+                """
+                  <session session_id="AQEBAQEBAQEBAQEBAQEBAQ=="><sipSessionID></sipSessionID><!-- note --><ext:tag xmlns:ext="urn:example:ext">vip</ext:tag> and text</session>
+                  <participant participant_id="EREREREREREREREREREREQ==">
+                    <!-- configured -->
+                    <nameID aor="sip:zoë@example.com">
+                      <name>Zoë &amp; "Co"</name>
+                    </nameID>
+                  </participant>
+                  <participant participant_id="EhISEhISEhISEhISEhISEg=="/>
+                  <stream stream_id="ISEhISEhISEhISEhISEhIQ==" session_id="AQEBAQEBAQEBAQEBAQEBAQ==">
+                    <label></label>
+                  </stream>
+                """))
+    }
+
     @Test("names, AORs and the Call-ID are escaped; non-ASCII stays UTF-8; forbidden controls are replaced")
     func escaping() throws {
         var metadata = twoPartyCall()

@@ -1,67 +1,79 @@
 import Glibc
 internal import CLibXML2
 
-/// A libxml2 document under construction, every element in one default namespace. libxml2 escapes
-/// text and attribute values when it serialises, so callers pass plain strings.
+/// Configured raw XML (participant overrides, group and session extensions) parsed by libxml2 into
+/// a scratch document whose root is `<recording>` in the RFC 7865 namespace, so unprefixed elements
+/// land in that namespace as they will in the metadata. `XMLWriter.fragment` writes the result.
 final class XMLTree {
-    /// An element of this tree; only valid while the tree is alive.
-    struct Element {
-        fileprivate let node: xmlNodePtr
+    /// The nodes parsed from one piece of raw XML, held by an element of the tree named as the
+    /// metadata element they go into. Only valid while the tree is alive.
+    struct Fragment {
+        fileprivate let holder: xmlNodePtr
+        let document: xmlDocPtr
+
+        /// The top-level nodes in order, whitespace-only text dropped.
+        var nodes: some Sequence<xmlNodePtr> {
+            sequence(first: holder.pointee.children) { (node: xmlNodePtr) in node.pointee.next }
+        }
+
+        var isEmpty: Bool { holder.pointee.children == nil }
+
+        /// Whether there is text (or CDATA) among the nodes; libxml2 does not format the content of
+        /// an element with such children.
+        var hasText: Bool {
+            nodes.contains {
+                switch $0.pointee.type {
+                case XML_TEXT_NODE, XML_CDATA_SECTION_NODE, XML_ENTITY_REF_NODE: true
+                default: false
+                }
+            }
+        }
     }
 
     private let document: xmlDocPtr
+    private let root: xmlNodePtr
     private let namespace: xmlNsPtr
-    let root: Element
 
-    init(rootName: String, namespaceURI: String) {
+    init() {
         LibXML2.initialize()
         guard let document = withXMLChars("1.0", { xmlNewDoc($0) }),
-            let rootNode = withXMLChars(rootName, { xmlNewDocNode(document, nil, $0, nil) }),
-            let namespace = withXMLChars(namespaceURI, { xmlNewNs(rootNode, $0, nil) })
+            let root = withXMLChars("recording", { xmlNewDocNode(document, nil, $0, nil) }),
+            let namespace = withXMLChars(RecordingMetadata.namespace, { xmlNewNs(root, $0, nil) })
         else { fatalError("libxml2 could not allocate a document") }
-        xmlSetNs(rootNode, namespace)
-        xmlDocSetRootElement(document, rootNode)
+        xmlSetNs(root, namespace)
+        xmlDocSetRootElement(document, root)
         self.document = document
+        self.root = root
         self.namespace = namespace
-        self.root = Element(node: rootNode)
     }
 
     deinit {
         xmlFreeDoc(document)
     }
 
-    /// Appends `<name attributes…>text</name>` to `parent` and returns it.
-    @discardableResult
-    func appendElement(
-        _ name: String, to parent: Element, attributes: KeyValuePairs<String, String> = [:], text: String? = nil
-    ) -> Element {
-        // xmlNewTextChild (unlike xmlNewChild) keeps the content as literal text, never as markup.
-        let node = withXMLChars(name) { name in
-            guard let text else { return xmlNewTextChild(parent.node, namespace, name, nil) }
-            return withXMLChars(xmlCharacters(text)) { xmlNewTextChild(parent.node, namespace, name, $0) }
-        }
-        guard let node else { fatalError("libxml2 could not allocate an element") }
-        for (attribute, value) in attributes {
-            let added = withXMLChars(attribute) { name in
-                withXMLChars(xmlCharacters(value)) { xmlNewProp(node, name, $0) }
+    /// Parses `xml` as the content of a new `<elementName>` child of the root, or of the root when
+    /// `elementName` is nil (in scope of the RFC 7865 namespace either way). Throws, naming
+    /// `purpose` and libxml2's complaint, unless it is a well-formed sequence of elements and text
+    /// whose namespace prefixes are all declared.
+    func parseFragment(_ xml: String, into elementName: String?, purpose: String) throws(MetadataError) -> Fragment {
+        let holder: xmlNodePtr
+        if let elementName {
+            guard let element = withXMLChars(elementName, { xmlNewChild(root, namespace, $0, nil) }) else {
+                fatalError("libxml2 could not allocate an element")
             }
-            if added == nil { fatalError("libxml2 could not allocate an attribute") }
+            holder = element
+        } else {
+            holder = root
         }
-        return Element(node: node)
-    }
-
-    /// Parses `xml` as the content of `parent` (in scope of the document's namespaces) and appends
-    /// the resulting nodes. Throws, naming `purpose` and libxml2's complaint, unless it is a
-    /// well-formed sequence of elements and text whose namespace prefixes are all declared.
-    func appendFragment(_ xml: String, to parent: Element, purpose: String) throws(MetadataError) {
+        let fragment = Fragment(holder: holder, document: document)
         var bytes = Array(xml.utf8)
-        guard !bytes.isEmpty else { return }  // libxml2 refuses an empty buffer; nothing to add
+        guard !bytes.isEmpty else { return fragment }  // libxml2 refuses an empty buffer; nothing to add
         let parsed: xmlNodePtr? = try LibXML2.capturingErrors(purpose) { log in
             var nodes: xmlNodePtr?
             let status = bytes.withUnsafeMutableBufferPointer { buffer in
                 buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
                     xmlParseInNodeContext(
-                        parent.node, $0, Int32(buffer.count),
+                        holder, $0, Int32(buffer.count),
                         LibXML2.parseOptions | Int32(XML_PARSE_NOBLANKS.rawValue), &nodes)
                 }
             }
@@ -81,22 +93,10 @@ final class XMLTree {
             if xmlIsBlankNode(node) != 0 {
                 xmlFreeNode(node)
             } else {
-                xmlAddChild(parent.node, node)
+                xmlAddChild(holder, node)
             }
         }
-    }
-
-    /// The document as UTF-8 text with an XML declaration, indented two spaces per level.
-    func serialized() -> String {
-        guard let buffer = xmlBufferCreate() else { fatalError("libxml2 could not allocate a buffer") }
-        defer { xmlBufferFree(buffer) }
-        guard let saver = xmlSaveToBuffer(buffer, "UTF-8", Int32(XML_SAVE_FORMAT.rawValue)) else {
-            fatalError("libxml2 could not serialise a document")
-        }
-        xmlSaveDoc(saver, document)
-        xmlSaveClose(saver)  // flushes into the buffer
-        let text = UnsafeBufferPointer(start: xmlBufferContent(buffer), count: Int(xmlBufferLength(buffer)))
-        return String(decoding: text, as: UTF8.self)
+        return fragment
     }
 }
 
@@ -105,21 +105,4 @@ private func withXMLChars<Result>(_ text: String, _ body: (UnsafePointer<xmlChar
     text.withCString { characters in
         characters.withMemoryRebound(to: xmlChar.self, capacity: strlen(characters) + 1, body)
     }
-}
-
-/// `text` with every character XML 1.0 forbids (C0 controls other than tab, LF and CR; U+FFFE,
-/// U+FFFF) replaced by U+FFFD: no XML 1.0 parser accepts them, raw or as character references,
-/// yet SIP allows them in quoted display names.
-private func xmlCharacters(_ text: String) -> String {
-    func isAllowed(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.value {
-        case 0x09, 0x0A, 0x0D: true
-        case 0x00..<0x20, 0xFFFE, 0xFFFF: false
-        default: true
-        }
-    }
-    guard !text.unicodeScalars.allSatisfy(isAllowed) else { return text }
-    var cleaned = String.UnicodeScalarView()
-    for scalar in text.unicodeScalars { cleaned.append(isAllowed(scalar) ? scalar : "\u{FFFD}") }
-    return String(cleaned)
 }
