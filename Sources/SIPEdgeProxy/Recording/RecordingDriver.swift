@@ -51,7 +51,16 @@ final class RecordingDriver {
     var streamIDs: [String: MetadataID] = [:]
     let startTime = MetadataTime.now()
     var endTime: MetadataTime?
-    var logger: Logger
+    /// The worker's logger with this session's call, instance and session id; made on first use,
+    /// since most sessions never log a line at the usual levels.
+    lazy var logger: Logger = {
+        var logger = workerLogger
+        logger[metadataKey: "sip.callID"] = "\(call.callID)"
+        logger[metadataKey: "recording.instance"] = "\(instance.name)"
+        logger[metadataKey: "recording.session"] = "\(sessionID)"
+        return logger
+    }()
+    private let workerLogger: Logger
 
     init(call: RecordedCall, instance: RecordingInstance, settings: RecordingSessionSettings, extraHeaders: [UInt8],
          subscriptionTag: String, seed: UInt64, logger: Logger)
@@ -61,11 +70,7 @@ final class RecordingDriver {
         self.machine = RecordingSession(settings: settings, randomSeed: seed)
         self.extraHeaders = extraHeaders
         self.subscriptionTag = subscriptionTag
-        var logger = logger
-        logger[metadataKey: "sip.callID"] = "\(call.callID)"
-        logger[metadataKey: "recording.instance"] = "\(instance.name)"
-        logger[metadataKey: "recording.session"] = "\(sessionID)"
-        self.logger = logger
+        workerLogger = logger
     }
 
     var srs: SRSTarget? { leg.map { instance.srs[$0.srsIndex] } }

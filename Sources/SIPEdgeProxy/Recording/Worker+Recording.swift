@@ -124,31 +124,32 @@ extension Worker {
     }
 
     private func report(_ event: RecordingEvent, for driver: RecordingDriver) {
-        let srs = driver.srs.map { "\($0)" } ?? "-"
+        let level: Logger.Level
+        switch event {
+        case .started: counters[.recordingsStarted] += 1; level = .info
+        case .failover: counters[.recordingFailovers] += 1; level = .warning
+        case .failed: counters[.recordingsFailed] += 1; level = .warning
+        case .paused: counters[.recordingsPaused] += 1; level = .info
+        case .resumed: counters[.recordingsResumed] += 1; level = .info
+        case .updateRejected: level = .warning
+        case .stopped: counters[.recordingsStopped] += 1; level = .info
+        }
+        // Decorating a logger copies its metadata: only for a line that will be written.
+        guard logger.logLevel <= level else { return }
         var logger = driver.logger
-        logger[metadataKey: "recording.srs"] = "\(srs)"
+        logger[metadataKey: "recording.srs"] = "\(driver.srs.map { "\($0)" } ?? "-")"
         if let leg = driver.leg { logger[metadataKey: "recording.callID"] = "\(leg.callID)" }
         switch event {
-        case .started:
-            counters[.recordingsStarted] += 1
-            logger.info("recording started")
+        case .started: logger.info("recording started")
         case .failover(_, let reason):
-            counters[.recordingFailovers] += 1
             logger.warning("recorder failed, trying the next one", metadata: ["reason": "\(reason)"])
         case .failed(let failure):
-            counters[.recordingsFailed] += 1
             logger.warning("recording failed; the call goes on unrecorded", metadata: ["reason": "\(failure)"])
-        case .paused:
-            counters[.recordingsPaused] += 1
-            logger.info("recording paused")
-        case .resumed:
-            counters[.recordingsResumed] += 1
-            logger.info("recording resumed")
+        case .paused: logger.info("recording paused")
+        case .resumed: logger.info("recording resumed")
         case .updateRejected(let statusCode):
             logger.warning("recorder rejected an update", metadata: ["status": "\(statusCode)"])
-        case .stopped(let reason):
-            counters[.recordingsStopped] += 1
-            logger.info("recording stopped", metadata: ["reason": "\(reason)"])
+        case .stopped(let reason): logger.info("recording stopped", metadata: ["reason": "\(reason)"])
         }
     }
 
