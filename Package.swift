@@ -17,6 +17,15 @@ let swiftSettings: [SwiftSetting] = [
     .unsafeFlags(["-cross-module-optimization", "-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
+/// The module that owns libxml2 is built without cross-module optimisation: serialising its
+/// bodies would make every importer load libxml2's clang module, whose system ICU headers clash
+/// with Foundation's own ICU in modules that also see Foundation (through Yams).
+let libxml2OwnerSettings: [SwiftSetting] = [
+    .enableExperimentalFeature("Lifetimes"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
+]
+
 /// C targets are built with the GNU extensions they check for (recvmmsg, sendmmsg, SO_REUSEPORT).
 let cSettings: [CSetting] = [
     .define("_GNU_SOURCE"),
@@ -105,7 +114,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         /// RFC 7865 recording metadata and the multipart bodies of SIPREC (the only user of libxml2).
-        .target(name: "SIPRECMetadata", dependencies: ["CLibXML2"], swiftSettings: swiftSettings),
+        .target(name: "SIPRECMetadata", dependencies: ["CLibXML2"], swiftSettings: libxml2OwnerSettings),
         /// Media engines behind a protocol; rtpengine over its NG control protocol.
         .target(
             name: "MediaEngine",

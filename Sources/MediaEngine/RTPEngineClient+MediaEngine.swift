@@ -237,15 +237,26 @@ enum SubscriptionReply {
 }
 
 /// The m= sections of an SDP body: each one's media type and `a=label`, in order.
+///
+/// Scanned as UTF-8 bytes: splitting a String into Characters cost more than the rest of the
+/// subscription reply together.
 func mediaSections(of sdp: String) -> [(mediaType: String, label: String?)] {
     var sections: [(mediaType: String, label: String?)] = []
-    // A CRLF is one Character in Swift, so split on every kind of line break.
-    for line in sdp.split(whereSeparator: \.isNewline) {
-        if line.hasPrefix("m=") {
-            let type = line.dropFirst(2).prefix { $0 != " " }
-            sections.append((String(type), nil))
-        } else if line.hasPrefix("a=label:"), !sections.isEmpty, sections[sections.count - 1].label == nil {
-            sections[sections.count - 1].label = String(line.dropFirst("a=label:".count))
+    var sdp = sdp
+    sdp.withUTF8 { bytes in
+        let labelPrefix = Array("a=label:".utf8)
+        var start = 0
+        while start < bytes.count {
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\n"), bytes[end] != UInt8(ascii: "\r") { end += 1 }
+            let line = UnsafeBufferPointer(rebasing: bytes[start..<end])
+            if line.count >= 2, line[0] == UInt8(ascii: "m"), line[1] == UInt8(ascii: "=") {
+                let type = line[2...].prefix { $0 != UInt8(ascii: " ") }
+                sections.append((String(decoding: type, as: UTF8.self), nil))
+            } else if line.starts(with: labelPrefix), !sections.isEmpty, sections[sections.count - 1].label == nil {
+                sections[sections.count - 1].label = String(decoding: line[labelPrefix.count...], as: UTF8.self)
+            }
+            start = end + 1
         }
     }
     return sections
