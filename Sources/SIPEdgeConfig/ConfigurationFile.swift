@@ -10,7 +10,7 @@ import Yams
 /// workers: 2
 /// log_level: info
 /// timers: { t1_ms: 500, t2_ms: 4000, t4_ms: 5000 }
-/// limits: { max_message_size: 65535, udp_receive_buffer: 4194304, udp_coalesce_us: 1000, heap_reserve_mb: 32 }
+/// limits: { max_message_size: 65535, udp_receive_buffer: 4194304, udp_coalesce_us: 0, heap_reserve_mb: 32 }
 /// dialogs: { lifetime_s: 43200, invite_timeout_s: 180 }
 /// tls: { certificate: edge.pem, private_key: edge.key, ca_file: ca.pem }   # see TLSFile.swift
 /// recording: { rtpengine: [udp:127.0.0.1:2223], rules: [...] }   # see RecordingFile.swift

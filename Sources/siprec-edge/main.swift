@@ -36,7 +36,7 @@ struct SIPRECEdgeCommand: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "After a UDP read that found datagrams, wait this long before reading again, so that under load each wakeup moves a larger batch (0: read at once; default 1000, at most 100000).",
+            "After a UDP read that found datagrams, wait this long before reading again, so that under load each wakeup moves a larger batch, at the cost of up to this much delay per hop (default 0: read at once; at most 100000).",
             valueName: "microseconds"))
     var udpCoalesceUs: Int?
 

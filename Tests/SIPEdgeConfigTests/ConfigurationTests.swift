@@ -8,6 +8,7 @@ struct ConfigurationTests {
         #expect(configuration.listen.map(\.description) == ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
         #expect(configuration.upstream == nil)
         #expect(configuration.workers == nil)
+        #expect(configuration.udpCoalesceMicroseconds == 0)
     }
 
     @Test func everyKeyIsRead() throws {
