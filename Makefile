@@ -16,7 +16,7 @@ TEST_PACKAGES := sip-tester libxml2-utils rtpengine-daemon openssl
 BENCH_PACKAGES := kamailio sysstat
 
 .PHONY: all deps deps-bench build release run test unit-test c-test fuzz fuzz-smoke integration-test \
-        bench bench-scan bench-replay bench-load clean
+        bench bench-scan bench-metadata bench-replay bench-load clean
 
 all: build
 
@@ -101,7 +101,7 @@ integration-test:
 
 # Everything Perf/ measures: the scanner alone, then SIPp load through siprec-edge (1 and 2
 # workers) and through the Kamailio anchor, in one run on this machine.
-bench: deps-bench bench-scan bench-replay bench-load
+bench: deps-bench bench-scan bench-metadata bench-replay bench-load
 
 # Replayed capture through Kamailio and siprec-edge (1 and 2 workers, plain and recording every
 # call): steady-state CPU per 1000 calls, highest zero-failure rate, memory per active call.
@@ -119,6 +119,11 @@ BENCH_SECONDS ?= 15
 bench-scan:
 	$(SWIFT) build -c release --product ScanBench
 	.build/release/ScanBench Tests/Fixtures/corpus
+
+# RFC 7865 documents rendered per second, and allocations per document.
+bench-metadata:
+	$(SWIFT) build -c release --product MetadataBench
+	.build/release/MetadataBench 2
 
 clean:
 	rm -rf .build .build-*

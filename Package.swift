@@ -26,6 +26,15 @@ let libxml2OwnerSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
+/// Benchmarks that count allocations bind malloc, calloc and aligned_alloc to AllocationCounter's
+/// counting functions, for every shared library of the process.
+let countingAllocatorLinkerSettings: [LinkerSetting] = [
+    .unsafeFlags(
+        ["malloc", "calloc", "aligned_alloc"].flatMap {
+            ["-Xlinker", "--defsym=\($0)=bench_counting_\($0)", "-Xlinker", "--export-dynamic-symbol=\($0)"]
+        })
+]
+
 /// C targets are built with the GNU extensions they check for (recvmmsg, sendmmsg, SO_REUSEPORT).
 let cSettings: [CSetting] = [
     .define("_GNU_SOURCE"),
@@ -159,33 +168,23 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        /// Counts every heap allocation of the process, for the benchmarks' allocations per message.
+        .target(name: "AllocationCounter", path: "Perf/AllocationCounter", swiftSettings: swiftSettings),
         .executableTarget(
             name: "ScanBench",
-            dependencies: ["CSIPScan", "SIPMessage"],
+            dependencies: ["CSIPScan", "SIPMessage", "AllocationCounter"],
             path: "Perf/ScanBench",
             swiftSettings: swiftSettings,
-            // Binds malloc, calloc and aligned_alloc to the counters in MallocCounter.swift.
-            linkerSettings: [
-                .unsafeFlags(
-                    ["malloc", "calloc", "aligned_alloc"].flatMap {
-                        ["-Xlinker", "--defsym=\($0)=scanbench_counting_\($0)", "-Xlinker", "--export-dynamic-symbol=\($0)"]
-                    })
-            ]
+            linkerSettings: countingAllocatorLinkerSettings
         ),
 
         /// RecordingMetadata.render and MetadataID.random: documents per second, allocations per document.
         .executableTarget(
             name: "MetadataBench",
-            dependencies: ["SIPRECMetadata"],
+            dependencies: ["SIPRECMetadata", "AllocationCounter"],
             path: "Perf/MetadataBench",
             swiftSettings: swiftSettings,
-            // Binds malloc, calloc and aligned_alloc to the counters in MallocCounter.swift.
-            linkerSettings: [
-                .unsafeFlags(
-                    ["malloc", "calloc", "aligned_alloc"].flatMap {
-                        ["-Xlinker", "--defsym=\($0)=metadatabench_counting_\($0)", "-Xlinker", "--export-dynamic-symbol=\($0)"]
-                    })
-            ]
+            linkerSettings: countingAllocatorLinkerSettings
         ),
 
         // MARK: - Tests

@@ -7,8 +7,9 @@
 // Renders the documents the proxy sends for a typical recorded call (RecordingDriver.metadata():
 // two participants, one stream each way, start-time; then the final update with stop and
 // disassociate times), round after round for SECONDS (default 3) per case on this one thread.
-// Allocations are counted by the malloc interposer in MallocCounter.swift over the timed loops.
+// Allocations are counted by the malloc interposer in the AllocationCounter module over the timed loops.
 import Glibc
+import AllocationCounter
 import SIPRECMetadata
 
 func now() -> Double {

@@ -5,9 +5,10 @@
 //
 // Loads every message of Tests/Fixtures/corpus/*.sipmsgs into one buffer, then scans them all,
 // round after round, for SECONDS (default 5) per mode on this one thread. Allocations are counted by
-// the malloc interposer in MallocCounter.swift over the timed loops only.
+// the malloc interposer in the AllocationCounter module over the timed loops only.
 import Foundation
 import Glibc
+import AllocationCounter
 import CSIPScan
 
 struct Corpus {
