@@ -177,7 +177,9 @@ run_proxy() {  # NAME: steady-state CPU, then the ramp
 	stop "$PROXY_PID"
 	local steady="$OUT/$name-steady.json" rampfile="$OUT/$name-ramp.json"
 	local recorded=-
-	[[ $name == *-rec ]] && recorded=$(json "$steady" srs sessionsAnswered)/$(json "$steady" srs sessionsEndedByBye)
+	# answered/BYE'd sessions, and how many recording problems sip-replay saw (0: a clean run)
+	[[ $name == *-rec ]] && recorded=$(json "$steady" srs sessionsAnswered)/$(json "$steady" srs sessionsEndedByBye)/$(python3 -c \
+		'import json, sys; print(len(json.load(open(sys.argv[1])).get("recordingProblems", [])))' "$steady" 2>/dev/null || echo "?")
 	printf '%s %s %s %s %s %s %s %s %s\n' "$name" "$cpu" \
 		"$(json "$steady" callsCompleted)" "$(json "$steady" callsFailed)" "$(json "$steady" retransmissions)" \
 		"$(json "$rampfile" highestZeroFailureRate)" "${engine_cpu:--}" "$recorded" \
@@ -223,12 +225,12 @@ esac
 	echo "machine: $(nproc) CPUs, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), kernel $(uname -r)"
 	echo "capture: $(basename "$CAPTURE"); steady state $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s"
 	echo
-	printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %20s\n' proxy "CPU-s/1000 calls" "x Kam." completed failed retrans \
-		"highest 0-failure cps" "x Kam. cps" "rtpengine CPU-s" "SRS answered/BYE'd"
+	printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %28s\n' proxy "CPU-s/1000 calls" "x Kam." completed failed retrans \
+		"highest 0-failure cps" "x Kam. cps" "rtpengine CPU-s" "SRS answered/BYE'd/problems"
 	kam_cpu=$(awk '$1 == "kamailio" {print $2}' "$OUT/results.txt")
 	kam_cps=$(awk '$1 == "kamailio" {print $6}' "$OUT/results.txt")
 	while read -r name cpu ok failed retrans cps engine recorded _; do
-		printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %20s\n' "$name" "$cpu" \
+		printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %28s\n' "$name" "$cpu" \
 			"$(awk -v a="$cpu" -v b="${kam_cpu:-0}" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-"}')" \
 			"$ok" "$failed" "$retrans" "$cps" \
 			"$(awk -v a="${cps:-0}" -v b="${kam_cps:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a/b; else print "-"}')" \
