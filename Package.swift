@@ -26,7 +26,7 @@ let libxml2OwnerSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
-/// Benchmarks that count allocations bind malloc, calloc and aligned_alloc to AllocationCounter's
+/// Benchmarks that count allocations bind malloc, calloc and aligned_alloc to BenchSupport's
 /// counting functions, for every shared library of the process.
 let countingAllocatorLinkerSettings: [LinkerSetting] = [
     .unsafeFlags(
@@ -168,11 +168,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        /// Counts every heap allocation of the process, for the benchmarks' allocations per message.
-        .target(name: "AllocationCounter", path: "Perf/AllocationCounter", swiftSettings: swiftSettings),
+        /// What the benchmarks share: a counter of every heap allocation of the process, a clock.
+        .target(name: "BenchSupport", path: "Perf/BenchSupport", swiftSettings: swiftSettings),
         .executableTarget(
             name: "ScanBench",
-            dependencies: ["CSIPScan", "SIPMessage", "AllocationCounter"],
+            dependencies: ["CSIPScan", "SIPMessage", "BenchSupport"],
             path: "Perf/ScanBench",
             swiftSettings: swiftSettings,
             linkerSettings: countingAllocatorLinkerSettings
@@ -181,7 +181,7 @@ let package = Package(
         /// RecordingMetadata.render and MetadataID.random: documents per second, allocations per document.
         .executableTarget(
             name: "MetadataBench",
-            dependencies: ["SIPRECMetadata", "AllocationCounter"],
+            dependencies: ["SIPRECMetadata", "BenchSupport"],
             path: "Perf/MetadataBench",
             swiftSettings: swiftSettings,
             linkerSettings: countingAllocatorLinkerSettings

@@ -7,16 +7,11 @@
 // Renders the documents the proxy sends for a typical recorded call (RecordingDriver.metadata():
 // two participants, one stream each way, start-time; then the final update with stop and
 // disassociate times), round after round for SECONDS (default 3) per case on this one thread.
-// Allocations are counted by the malloc interposer in the AllocationCounter module over the timed loops.
+// Allocations are counted by the malloc interposer in BenchSupport's allocation counter over the timed loops.
 import Glibc
-import AllocationCounter
+import BenchSupport
 import SIPRECMetadata
 
-func now() -> Double {
-    var clock = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &clock)
-    return Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9
-}
 
 struct Figures {
     var operations = 0
@@ -30,11 +25,11 @@ struct Figures {
 func measure(duration: Double, _ body: () -> Int) -> Figures {
     var figures = Figures()
     let allocationsBefore = heapAllocations
-    let start = now()
+    let start = monotonicSeconds()
     repeat {
         for _ in 0..<256 { figures.checksum &+= body() }
         figures.operations += 256
-        figures.seconds = now() - start
+        figures.seconds = monotonicSeconds() - start
     } while figures.seconds < duration
     figures.allocations = heapAllocations - allocationsBefore
     return figures

@@ -104,8 +104,8 @@ public struct SRSStatistics: Sendable, Equatable, Encodable {
     /// The statistics as one JSON object with keys in a fixed order (the order of `tableLines`),
     /// "rejections" last. `indent` prefixes every line after the first.
     public func renderJSON(indent: String = "") -> String {
-        var lines = fields.map { "\(indent)  \(srsJSONString($0.key)): \($0.value)" }
-        let reasons = sortedRejections.map { "\(srsJSONString($0.reason)): \($0.count)" }
+        var lines = fields.map { "\(indent)  \(reportJSONString($0.key)): \($0.value)" }
+        let reasons = sortedRejections.map { "\(reportJSONString($0.reason)): \($0.count)" }
         lines.append("\(indent)  \"rejections\": {" + reasons.joined(separator: ", ") + "}")
         return "{\n" + lines.joined(separator: ",\n") + "\n\(indent)}"
     }
@@ -118,27 +118,6 @@ public struct SRSStatistics: Sendable, Equatable, Encodable {
     }
 }
 
-/// A JSON string literal (RFC 8259 §7 escapes).
-private func srsJSONString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
 
 // MARK: - The server
 

@@ -5,10 +5,10 @@
 //
 // Loads every message of Tests/Fixtures/corpus/*.sipmsgs into one buffer, then scans them all,
 // round after round, for SECONDS (default 5) per mode on this one thread. Allocations are counted by
-// the malloc interposer in the AllocationCounter module over the timed loops only.
+// the malloc interposer in BenchSupport's allocation counter over the timed loops only.
 import Foundation
 import Glibc
-import AllocationCounter
+import BenchSupport
 import CSIPScan
 
 struct Corpus {
@@ -33,11 +33,6 @@ func loadCorpus(_ directory: String) throws -> Corpus {
     return corpus
 }
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
 
 struct Round {
     var messages = 0
@@ -57,7 +52,7 @@ func run(_ corpus: Corpus, messages: [(offset: Int, length: Int)], flags: csip_s
         buffer.withMemoryRebound(to: CChar.self) { chars in
             let base = chars.baseAddress!
             let allocationsBefore = heapAllocations
-            let start = now()
+            let start = monotonicSeconds()
             repeat {
                 for (offset, length) in messages {
                     var count = 128
@@ -67,7 +62,7 @@ func run(_ corpus: Corpus, messages: [(offset: Int, length: Int)], flags: csip_s
                 }
                 round.messages += messages.count
                 round.bytes += roundBytes
-                round.seconds = now() - start
+                round.seconds = monotonicSeconds() - start
             } while round.seconds < duration
             round.allocations = heapAllocations - allocationsBefore
         }

@@ -241,10 +241,10 @@ enum SubscriptionReply {
 /// Scanned as UTF-8 bytes: splitting a String into Characters cost more than the rest of the
 /// subscription reply together.
 func mediaSections(of sdp: String) -> [(mediaType: String, label: String?)] {
+    let labelPrefix = "a=label:".utf8
     var sections: [(mediaType: String, label: String?)] = []
     var sdp = sdp
     sdp.withUTF8 { bytes in
-        let labelPrefix = Array("a=label:".utf8)
         var start = 0
         while start < bytes.count {
             var end = start

@@ -5,32 +5,13 @@ import Testing
 // Captures taken around a proxy: every message appears once per hop under the same Call-ID. The
 // templates keep each message as its end sent it (CallTemplate.swift: droppingForwardedCopies).
 
-/// A classic little-endian pcap of raw IPv4 packets (link type 228), written by the tests.
-private struct ProxiedPcap {
-    var bytes: [UInt8] = []
-    init() {
-        for value: UInt32 in [0xA1B2_C3D4, 0x0004_0002, 0, 0, 65535, 228] { le32(value) }
-    }
-    mutating func le32(_ value: UInt32) { for shift in stride(from: 0, to: 32, by: 8) { bytes.append(UInt8((value >> UInt32(shift)) & 0xFF)) } }
+/// One loopback UDP datagram between two ports, as a raw-IPv4 (link type 228) packet at `millisecond`.
+private extension PcapWriter {
+    static func rawIPv4() -> PcapWriter { PcapWriter(linkType: 228) }
+
     mutating func datagram(from source: UInt16, to destination: UInt16, _ text: String, millisecond: UInt32) {
-        let payload = Array(text.utf8)
-        let udpLength = 8 + payload.count
-        let udp = [UInt8(source >> 8), UInt8(source & 0xFF), UInt8(destination >> 8), UInt8(destination & 0xFF),
-                   UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0] + payload
-        let total = 20 + udp.count
-        let ip: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 1, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1] + udp
-        le32(100)
-        le32(millisecond * 1000)
-        le32(UInt32(ip.count))
-        le32(UInt32(ip.count))
-        bytes += ip
-    }
-    func write(_ name: String) -> String {
-        let path = "/tmp/sipreplay-proxied-\(getpid())-\(name)"
-        let file = fopen(path, "wb")!
-        _ = bytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, file) }
-        fclose(file)
-        return path
+        packet(ipv4(proto: 17, from: [127, 0, 0, 1], to: [127, 0, 0, 1], udp(source, destination, Array(text.utf8))),
+               seconds: 100, micros: millisecond * 1000)
     }
 }
 
@@ -73,7 +54,7 @@ private func labels(_ template: CallTemplate) -> [String] {
     }
 
     @Test func cancelledCallThroughAProxyDropsTheProxysOwnHopRequests() throws {
-        var pcap = ProxiedPcap()
+        var pcap = PcapWriter.rawIPv4()
         let flow: [(UInt16, UInt16, String)] = [
             (caller, proxy, message("INVITE sip:b@127.0.0.1 SIP/2.0", vias: [callerVia], cseq: "1 INVITE")),
             (proxy, caller, message("SIP/2.0 100 Trying", vias: [callerVia], cseq: "1 INVITE")),
@@ -109,7 +90,7 @@ private func labels(_ template: CallTemplate) -> [String] {
 
     @Test func aCaptureOfOneHopKeepsEverything() throws {
         // Only the proxy-callee hop: the proxy's CANCEL and ACK are the only copies there are.
-        var pcap = ProxiedPcap()
+        var pcap = PcapWriter.rawIPv4()
         let flow: [(UInt16, UInt16, String)] = [
             (proxy, callee, message("INVITE sip:b@127.0.0.1:5062 SIP/2.0", vias: [proxyVia, callerVia], cseq: "1 INVITE")),
             (proxy, callee, message("INVITE sip:b@127.0.0.1:5062 SIP/2.0", vias: [proxyVia, callerVia], cseq: "1 INVITE")),
