@@ -21,7 +21,7 @@ struct csip_io_loop {
     csip_io_wake_cb on_wake;
     void *wake_ctx;
     struct evdns_base *dns;   /* created by the first csip_io_resolve */
-    uint64_t timer_slack_ms;  /* the coarse clock's resolution, added to every timer (see loop.c) */
+    uint64_t timer_slack_ms;  /* the resolution of libevent's clock, added to every timer (see loop.c) */
 };
 
 /* A non-blocking, close-on-exec socket bound to `address`; IPv6 ones are IPV6_V6ONLY.

@@ -25,6 +25,7 @@ struct csip_io_udp {
     int closed;
     int dispatching;  /* inside the batch callback */
     int free_pending; /* csip_io_udp_free was called inside the batch callback */
+    int errors_pending; /* sendmmsg reported an ICMP error: read the error queue on the next read */
     struct event *read_event;
     struct event *write_event; /* armed while sendmmsg would block */
     struct event *flush_event; /* flushes datagrams queued outside a receive batch */
@@ -62,9 +63,14 @@ static void flush(csip_io_udp *udp) {
             udp->send_first += (unsigned)sent;
             continue;
         }
-        /* ECONNREFUSED is an earlier ICMP error being reported (and cleared), not this datagram's. */
-        if (sent < 0 && (errno == EINTR || errno == ECONNREFUSED))
+        if (sent < 0 && errno == EINTR)
             continue;
+        /* ECONNREFUSED is an earlier ICMP error being reported (and cleared), not this datagram's;
+         * its details wait in the error queue. */
+        if (sent < 0 && errno == ECONNREFUSED) {
+            udp->errors_pending = 1;
+            continue;
+        }
         if (sent == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
             event_add(udp->write_event, NULL);
             return;
@@ -104,8 +110,8 @@ static int receive_batch(csip_io_udp *udp) {
         /* MSG_TRUNC makes msg_len the datagram's real length, a second witness of truncation. */
         received = recvmmsg(udp->fd, udp->receive_headers, CSIP_IO_UDP_BATCH, MSG_DONTWAIT | MSG_TRUNC, NULL);
     } while (received < 0 && errno == EINTR);
-    if (received <= 0)
-        return 0;
+    if (received < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 
     size_t count = 0;
     for (int i = 0; i < received; i++) {
@@ -127,7 +133,10 @@ static int receive_batch(csip_io_udp *udp) {
 }
 
 /* ICMP errors queued by IP_RECVERR/IPV6_RECVERR: each names the destination of the datagram that
- * failed. Drained on every readiness event; the queue also makes epoll report the socket. */
+ * failed. Each also sets the socket's pending error, which the next recvmmsg or sendmmsg returns
+ * (ECONNREFUSED ...); that, or a readiness event without datagrams (epoll reports the socket while
+ * the queue holds entries), is when the queue is read: not on every wakeup, which cost a failing
+ * recvmsg per batch. */
 static void drain_errors(csip_io_udp *udp) {
     for (int round = 0; round < 64 && !udp->closed; round++) {
         struct sockaddr_storage destination;
@@ -159,15 +168,22 @@ static void drain_errors(csip_io_udp *udp) {
 static int read_all(csip_io_udp *udp) {
     int total = 0;
     udp->dispatching = 1;
-    drain_errors(udp);
     for (int round = 0; round < RECEIVE_ROUNDS && !udp->closed; round++) {
         int received = receive_batch(udp);
+        if (received < 0 || udp->errors_pending) {
+            udp->errors_pending = 0;
+            drain_errors(udp);
+            if (received < 0)
+                continue;
+        }
         if (!udp->closed)
             flush(udp);
         total += received;
         if (received < CSIP_IO_UDP_BATCH)
             break;
     }
+    if (total == 0 && !udp->closed)
+        drain_errors(udp);
     udp->dispatching = 0;
     return total;
 }

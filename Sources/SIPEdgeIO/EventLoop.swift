@@ -15,9 +15,11 @@ public final class EventLoop: @unchecked Sendable {
     private let runningThread = Atomic<UInt>(0)
 
     /// Creates a loop; call `run()` on the thread that should serve it.
-    public init(index: Int) throws(SIPIOError) {
+    /// - Parameter preciseTimers: timers shorter than a kernel tick (4 ms at HZ=250) fire when due,
+    ///   at one extra syscall per loop iteration; without it every timer may run up to a tick late.
+    public init(index: Int, preciseTimers: Bool = false) throws(SIPIOError) {
         self.index = index
-        handle = try Self.makeHandle()
+        handle = try Self.makeHandle(preciseTimers: preciseTimers)
         installWakeHandler()
     }
 

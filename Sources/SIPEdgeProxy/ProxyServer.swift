@@ -39,7 +39,8 @@ public final class ProxyServer: @unchecked Sendable {
         EventLoop.keepFreedMemory()
         var created: [Worker] = []
         for index in 0..<workerCount {
-            let loop = try EventLoop(index: index)
+            // Precise timers only pay off when a sub-tick coalescing pause must end on time.
+            let loop = try EventLoop(index: index, preciseTimers: configuration.udpCoalesceMicroseconds > 0)
             created.append(Worker(index: index, loop: loop, context: context, logger: logger))
         }
         context.attach(created)

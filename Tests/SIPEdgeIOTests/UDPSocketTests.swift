@@ -218,6 +218,48 @@ struct UDPSocketTests {
         await running.shutdown()
     }
 
+    @Test("an ICMP port unreachable is reported with its destination, met by a receive or by a send, and no datagram around it is lost")
+    func portUnreachable() async throws {
+        let running = try RunningLoop()
+        let loop = running.loop
+        let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        let unreachable = Recorder<String>()
+        let atTested = Recorder<String>()
+        let atPeer = Recorder<String>()
+        let sockets = try await running.run {
+            let closed = try UDPSocket(loop: loop, bindTo: any) { _ in }
+            let closedAddress = closed.localAddress
+            closed.close()
+            let tested = try UDPSocket(loop: loop, bindTo: any) { atTested.append(String(decoding: copyBytes($0), as: UTF8.self)) }
+            tested.onUnreachable = { address, error in unreachable.append("\(address.port) \(error)") }
+            let peer = try UDPSocket(loop: loop, bindTo: any) { atPeer.append(String(decoding: copyBytes($0), as: UTF8.self)) }
+            return LoopBound(value: (closed: closedAddress, tested: tested, peer: peer))
+        }
+        let closedPort = sockets.value.closed.port
+        // The socket's pending error is met by its next receive, with 20 datagrams queued behind it.
+        try await running.run {
+            sockets.value.tested.send(Array("lost".utf8), to: sockets.value.closed)
+            for index in 0..<20 { sockets.value.peer.send(Array("to tested \(index)".utf8), to: sockets.value.tested.localAddress) }
+        }
+        #expect(await eventually { unreachable.count == 1 && atTested.count == 20 })
+        #expect(unreachable.values == ["\(closedPort) \(ECONNREFUSED)"])
+        #expect(atTested.values == (0..<20).map { "to tested \($0)" })
+        // Here the send right behind the refused one meets it, in the same sendmmsg batch.
+        try await running.run {
+            sockets.value.tested.send(Array("lost again".utf8), to: sockets.value.closed)
+            sockets.value.tested.send(Array("to peer".utf8), to: sockets.value.peer.localAddress)
+        }
+        #expect(await eventually { unreachable.count == 2 && atPeer.count == 1 })
+        #expect(unreachable.values == ["\(closedPort) \(ECONNREFUSED)", "\(closedPort) \(ECONNREFUSED)"])
+        #expect(atPeer.values == ["to peer"])
+        #expect(try await running.run { sockets.value.tested.failedSends } == 0)
+        try await running.run {
+            sockets.value.tested.close()
+            sockets.value.peer.close()
+        }
+        await running.shutdown()
+    }
+
     @Test("a send to the other address family is refused and counted")
     func wrongFamily() async throws {
         let running = try RunningLoop()

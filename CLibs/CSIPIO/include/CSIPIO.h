@@ -47,8 +47,11 @@ typedef struct csip_io_loop csip_io_loop;
 /* Called on the loop's thread after csip_io_loop_wake; several wakes may coalesce into one call. */
 typedef void (*csip_io_wake_cb)(void *ctx);
 
-/* Creates a loop (and enables libevent's pthread locking once per process). 0 or negative error. */
-int csip_io_loop_new(csip_io_loop **out);
+/* Creates a loop (and enables libevent's pthread locking once per process). 0 or negative error.
+ * precise_timers: CLOCK_MONOTONIC and a timerfd, so sub-tick timers (a 1 ms pause) fire when due,
+ * at the cost of one timerfd_settime per loop iteration; otherwise libevent's coarse clock (one
+ * kernel tick, 4 ms at HZ=250) and every timer lengthened by a tick so none fires early. */
+int csip_io_loop_new(int precise_timers, csip_io_loop **out);
 /* Sets what csip_io_loop_wake schedules; before the loop runs or any thread wakes it. */
 void csip_io_loop_set_wake_handler(csip_io_loop *loop, csip_io_wake_cb on_wake, void *ctx);
 /* Frees the loop; pending DNS lookups complete with an error first. Every other

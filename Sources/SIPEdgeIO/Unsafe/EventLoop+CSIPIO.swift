@@ -3,9 +3,9 @@ import Glibc
 internal import CSIPIO
 
 extension EventLoop {
-    static func makeHandle() throws(SIPIOError) -> OpaquePointer {
+    static func makeHandle(preciseTimers: Bool) throws(SIPIOError) -> OpaquePointer {
         var handle: OpaquePointer?
-        let result = csip_io_loop_new(&handle)
+        let result = csip_io_loop_new(preciseTimers ? 1 : 0, &handle)
         guard result == 0, let handle else {
             throw SIPIOError(csipIOCode: result, operation: "create event loop")
         }
