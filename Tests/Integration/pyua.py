@@ -217,7 +217,9 @@ class UdpUa:
 
     def respond(self, request: SipMessage, source: tuple[str, int], status: int, reason: str,
                 body: bytes = b"", content_type: str = "application/sdp",
-                to_tag: str | None = None) -> None:
+                to_tag: str | None = None, contact: str | None = None,
+                extra: dict[str, str] | None = None) -> None:
+        """A response from this socket; a 2xx to an INVITE names `contact` (default: ours)."""
         to = request.value("To") or ""
         if to_tag and sipmsg.header_param(to, "tag") is None:
             to += f";tag={to_tag}"
@@ -226,7 +228,8 @@ class UdpUa:
         lines += [f"From: {request.value('From')}", f"To: {to}",
                   f"Call-ID: {request.value('Call-ID')}", f"CSeq: {request.value('CSeq')}"]
         if request.method in ("INVITE",) and 200 <= status < 300:
-            lines.append(f"Contact: {self.contact}")
+            lines.append(f"Contact: {contact or self.contact}")
+        lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
         if body:
             lines.append(f"Content-Type: {content_type}")
         lines.append(f"Content-Length: {len(body)}")

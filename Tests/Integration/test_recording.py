@@ -11,6 +11,7 @@ calls. The proxy is started as its contract says (--listen, --upstream) plus --s
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -324,6 +325,61 @@ def test_srs_reinvite_options_and_info_are_answered(rec):
     assert_media_reaches_srs(srs, body.sdp, view, since=acked.time + MEDIA_SETTLE_S,
                              until=call.sent_time(call.uac, "BYE"), minimum=20)
     assert_recording_ended(srs, invite, call.sent_time(call.uac, "BYE"), rec.work_dir)
+    assert_cleaned_up(rec, {"started": 1})
+
+
+def srs_answer_sdp(ports) -> bytes:
+    lines = ["v=0", "o=srs 1 1 IN IP4 127.0.0.1", "s=srs", "c=IN IP4 127.0.0.1", "t=0 0"]
+    for port in ports:
+        lines += [f"m=audio {port} RTP/AVP 0", "a=rtpmap:0 PCMU/8000", "a=recvonly"]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+@pytest.mark.parametrize("route", [False, True], ids=["contact", "record-route"])
+def test_srs_dialog_requests_follow_its_contact_and_record_route(rec, route):
+    """The SRS answers from its URI but names another Contact (and, in the second case, a
+    Record-Route): the ACK, the final re-INVITE and the BYE of the recording session go to the
+    Record-Route's address when there is one, else to the Contact's (RFC 3261 12.2.1.1), with the
+    Contact as Request-URI and the route set in Route; nothing more reaches the SRS's URI."""
+    front, moved = rec.bench.udp_ua(), rec.bench.udp_ua()
+    proxy_hop = rec.bench.udp_ua() if route else moved
+    ports = tuple(rec.bench.rtp_counter(2).ports)
+    contact = f"<sip:srs@127.0.0.1:{moved.port}>"
+    record_route = f"<sip:127.0.0.1:{proxy_hop.port};lr>"
+    seen: dict[str, object] = {}
+
+    def srs() -> None:
+        try:
+            invite, source = front.wait_request("INVITE", timeout=15)
+            seen["invite"] = invite
+            front.respond(invite, source, 200, "OK", srs_answer_sdp(ports), to_tag="srs1",
+                          contact=contact, extra={"Record-Route": record_route} if route else None)
+            for method in ("ACK", "INVITE", "ACK", "BYE"):
+                request, source = proxy_hop.wait_request(method, timeout=15)
+                seen.setdefault(method, []).append(request)
+                if method == "INVITE":
+                    proxy_hop.respond(request, source, 200, "OK", srs_answer_sdp(ports), contact=contact)
+                elif method == "BYE":
+                    proxy_hop.respond(request, source, 200, "OK")
+        except AssertionError as error:
+            seen["error"] = str(error)
+
+    waiter = threading.Thread(target=srs, daemon=True)
+    waiter.start()
+    call = rec.call(rec.flags([recording.Srs(port=front.port)]), talk_ms=1500)
+    rec.bench.finish_calls(call.uac, call.uas)
+    waiter.join(20)
+    assert "error" not in seen, seen.get("error")
+    invite = seen["invite"]
+    requests_seen = [*seen["ACK"], *seen["INVITE"], *seen["BYE"]]
+    for request in requests_seen:
+        assert request.start_line.split()[1] == f"sip:srs@127.0.0.1:{moved.port}", request.start_line
+        assert request.values("Route") == ([record_route] if route else []), request.start_line
+        assert request.call_id == invite.call_id
+        assert header_param(request.value("To") or "", "tag") == "srs1"
+    assert front.silent(0.5) == [], "in-dialog requests reached the SRS's URI"
+    if route:
+        assert moved.silent(0.1) == [], "requests skipped the Record-Route"
     assert_cleaned_up(rec, {"started": 1})
 
 

@@ -487,22 +487,26 @@ extension Worker {
     private func learnDialog(from response: SIPMessage, headers: RoutingHeaders, driver: RecordingDriver) {
         guard driver.leg?.remoteTag == nil else { return }
         driver.leg?.remoteTag = headers.toTag.map { response.text($0) }
-        if let contact = response.firstHeader(.contact), let address = response.nameAddress(contact.valueRange) {
-            var uri = response.text(address.uriRange)
+        let contact = response.firstHeader(.contact).flatMap { response.nameAddress($0.valueRange) }
+        if let contact {
+            var uri = response.text(contact.uriRange)
             if uri.hasPrefix("<") { uri.removeFirst() }
             if uri.hasSuffix(">") { uri.removeLast() }
             driver.leg?.remoteTarget = uri
         }
         var routes: [String] = []
+        var lastRecordRoute: ByteRange?
         response.forEachValue(.recordRoute) { element in
             routes.append(response.text(element))
+            lastRecordRoute = element
             return true
         }
         driver.leg?.routeSet = routes.reversed()
-        // In-dialog requests go to the first route, else to the remote target (§12.2.1.1).
-        let next = driver.leg?.routeSet.first ?? driver.leg?.remoteTarget ?? ""
-        if let target = try? SRSTarget(parsing: Self.bareURI(next)), let hop = driver.leg?.hop {
-            let nextHop = NextHopTarget(srs: target)
+        // In-dialog requests go to the first route (the last Record-Route), else to the remote
+        // target (§12.2.1.1); parsed in place, as every other URI of a received message.
+        let next = lastRecordRoute.flatMap { response.nameAddress($0) } ?? contact
+        if let next, let uri = response.uri(next.uriRange), let hop = driver.leg?.hop {
+            let nextHop = NextHopTarget(srsURI: uri, in: response)
             if let address = numericAddress(nextHop), address != hop.address || nextHop.transport != hop.transport {
                 // The SRS's Contact names another place; its identity is checked there too.
                 var moved = Hop(transport: nextHop.transport, address: address, interfaceIndex: hop.interfaceIndex, connection: nil)
@@ -512,11 +516,6 @@ extension Worker {
         }
     }
 
-    /// A URI without its angle brackets and header parameters (`<sip:a;lr>;x=y` → `sip:a;lr`).
-    static func bareURI(_ text: String) -> String {
-        guard let open = text.firstIndex(of: "<"), let close = text.firstIndex(of: ">"), open < close else { return text }
-        return String(text[text.index(after: open)..<close])
-    }
 
     /// The ACK of a 2xx: a new request within the dialog, with the INVITE's CSeq number (§13.2.2.4).
     private func sendACK(_ driver: RecordingDriver, transaction: RecordingTransaction) {
@@ -615,6 +614,15 @@ extension Worker {
 }
 
 extension NextHopTarget {
+    /// From the SRS's Contact or Record-Route: `sips:` means TLS (RFC 5630), else the `transport`
+    /// parameter, UDP by default; the port defaults by transport (RFC 3261 §19.1.2).
+    init(srsURI uri: URIParts, in message: SIPMessage) {
+        host = message.text(uri.hostRange)
+        transport =
+            message.equalsIgnoringCase(uri.schemeRange, "sips") ? .tls : uri.transportRange.flatMap { Transport(sipText: message.text($0)) } ?? .udp
+        port = uri.port.map { UInt16($0) } ?? (transport == .tls ? 5061 : 5060)
+    }
+
     init(srs: SRSTarget) {
         host = srs.host.hasPrefix("[") ? String(srs.host.dropFirst().dropLast()) : srs.host
         transport = srs.transport.flatMap { Transport(rawValue: $0.rawValue) } ?? .udp
