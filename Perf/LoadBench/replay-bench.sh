@@ -8,9 +8,12 @@
 #   1. steady-state CPU: RATE calls/s for WARMUP_S + MEASURE_S seconds; the proxy's CPU (every
 #      thread of every process, from the scheduler) is read over the last MEASURE_S seconds only,
 #      once state that lingers after a call (RFC 6026's 32 s for siprec-edge, 5 s for Kamailio)
-#      is being created and freed at the same pace;
+#      is being created and freed at the same pace. ROUNDS rounds, each running every proxy in
+#      turn, so that each ratio compares runs minutes apart: on a shared VM one proxy's figure
+#      moves by tens of per cent between runs. The summary gives the median and the range, and
+#      each round's ratio to that round's Kamailio;
 #   2. the highest rate without a failed call: sip-replay --ramp (fixed-rate steps, then one
-#      bisection step).
+#      bisection step), once per proxy.
 # Then memory per active call: a fresh proxy, MEMORY_RATE calls/s held MEMORY_HOLD_MS each
 # (MEMORY_RATE x MEMORY_HOLD_MS/1000 = 10,000 calls up at once), proportional set size of heap
 # and shared memory (PSS, so Kamailio's shared memory counts once) just before the first call
@@ -28,6 +31,7 @@ REPLAY=${REPLAY:-.build/release/sip-replay}
 RATE=${RATE:-1000}
 WARMUP_S=${WARMUP_S:-35}
 MEASURE_S=${MEASURE_S:-15}
+ROUNDS=${ROUNDS:-3}
 RAMP_START=${RAMP_START:-1000}
 RAMP_FACTOR=${RAMP_FACTOR:-1.5}
 RAMP_STEP_S=${RAMP_STEP_S:-5}
@@ -41,7 +45,7 @@ for f in "$EDGE" "$REPLAY"; do [ -x "$f" ] || { echo "replay-bench: $f not built
 [ -f "$CAPTURE" ] || { echo "replay-bench: capture $CAPTURE not found" >&2; exit 2; }
 [ -f "$ANCHOR/kamailio.cfg" ] || { echo "replay-bench: Kamailio anchor not found at $ANCHOR" >&2; exit 2; }
 OUT=$(mktemp -d /tmp/siprec-replay-bench.XXXXXX)
-echo "replay-bench: results in $OUT ($(basename "$CAPTURE"), $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s)"
+echo "replay-bench: results in $OUT ($(basename "$CAPTURE"), $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s, $ROUNDS rounds)"
 
 PIDS=()
 cleanup() {
@@ -149,14 +153,14 @@ start_engine() {
 	sleep 1
 }
 
-run_proxy() {  # NAME: steady-state CPU, then the ramp
-	local name=$1
+run_steady() {  # NAME ROUND: steady-state CPU, one line in steady.txt
+	local name=$1 round=$2
 	CURRENT=$name CURRENT_KIND=load
 	[[ $name == *-rec ]] && start_engine
-	start_proxy "$name" "$OUT/$name.log"
+	start_proxy "$name" "$OUT/$name-$round.log"
 	local engine0=0 engine1=0
-	# 1. Steady state: one long fixed-rate run, CPU read over its last MEASURE_S seconds.
-	replay "$name-steady" --rate "$RATE" --duration $((WARMUP_S + MEASURE_S)) &
+	# One long fixed-rate run, CPU read over its last MEASURE_S seconds.
+	replay "$name-steady-$round" --rate "$RATE" --duration $((WARMUP_S + MEASURE_S)) &
 	local replay_pid=$!
 	sleep "$WARMUP_S"
 	local c0 c1
@@ -166,24 +170,37 @@ run_proxy() {  # NAME: steady-state CPU, then the ramp
 	c1=$(cpu_ms "$PROXY_PID")
 	[ -n "$ENGINE_PID" ] && engine1=$(cpu_ms "$ENGINE_PID")
 	wait "$replay_pid" || true
+	stop "$PROXY_PID"
 	local calls=$((RATE * MEASURE_S))
-	local cpu engine_cpu=""
+	local cpu engine_cpu=- recorded=-
 	cpu=$(awk -v a="$c0" -v b="$c1" -v n="$calls" 'BEGIN{printf "%.3f", (b-a)/n}')
-	[[ $name == *-rec ]] && engine_cpu=$(awk -v a="$engine0" -v b="$engine1" -v n="$calls" 'BEGIN{printf "%.3f", (b-a)/n}')
+	local steady="$OUT/$name-steady-$round.json"
+	if [[ $name == *-rec ]]; then
+		engine_cpu=$(awk -v a="$engine0" -v b="$engine1" -v n="$calls" 'BEGIN{printf "%.3f", (b-a)/n}')
+		# answered/BYE'd sessions, and how many recording problems sip-replay saw (0: a clean run)
+		recorded=$(json "$steady" srs sessionsAnswered)/$(json "$steady" srs sessionsEndedByBye)/$(python3 -c \
+			'import json, sys; print(len(json.load(open(sys.argv[1])).get("recordingProblems", [])))' "$steady" 2>/dev/null || echo "?")
+	fi
+	local completed failed retransmissions replay_cpu  # "-" when the report lacks them (a failed replay)
+	completed=$(json "$steady" callsCompleted) failed=$(json "$steady" callsFailed)
+	retransmissions=$(json "$steady" retransmissions) replay_cpu=$(json "$steady" replayCPUSecondsPer1000Calls)
+	printf '%s %s %s %s %s %s %s %s %s\n' "$round" "$name" "$cpu" "${completed:--}" "${failed:--}" \
+		"${retransmissions:--}" "$engine_cpu" "$recorded" "${replay_cpu:--}" >>"$OUT/steady.txt"
 	sleep 3
-	# 2. The highest zero-failure rate.
+}
+
+run_ramp() {  # NAME: the highest zero-failure rate, one line in ramp.txt
+	local name=$1
+	CURRENT=$name CURRENT_KIND=load
+	[[ $name == *-rec ]] && start_engine
+	start_proxy "$name" "$OUT/$name-ramp.log"
 	replay "$name-ramp" --ramp --ramp-start "$RAMP_START" --ramp-factor "$RAMP_FACTOR" \
 		--ramp-step-seconds "$RAMP_STEP_S" --ramp-max "$RAMP_MAX"
 	stop "$PROXY_PID"
-	local steady="$OUT/$name-steady.json" rampfile="$OUT/$name-ramp.json"
-	local recorded=-
-	# answered/BYE'd sessions, and how many recording problems sip-replay saw (0: a clean run)
-	[[ $name == *-rec ]] && recorded=$(json "$steady" srs sessionsAnswered)/$(json "$steady" srs sessionsEndedByBye)/$(python3 -c \
-		'import json, sys; print(len(json.load(open(sys.argv[1])).get("recordingProblems", [])))' "$steady" 2>/dev/null || echo "?")
-	printf '%s %s %s %s %s %s %s %s %s\n' "$name" "$cpu" \
-		"$(json "$steady" callsCompleted)" "$(json "$steady" callsFailed)" "$(json "$steady" retransmissions)" \
-		"$(json "$rampfile" highestZeroFailureRate)" "${engine_cpu:--}" "$recorded" \
-		"$(json "$steady" replayCPUSecondsPer1000Calls)" >>"$OUT/results.txt"
+	local highest
+	highest=$(json "$OUT/$name-ramp.json" highestZeroFailureRate)
+	printf '%s %s\n' "$name" "${highest:--}" >>"$OUT/ramp.txt"
+	sleep 3
 }
 
 run_memory() {  # NAME: PSS growth per concurrent call
@@ -210,11 +227,17 @@ run_memory() {  # NAME: PSS growth per concurrent call
 }
 
 printf 'limits: { heap_reserve_mb: 0 }\n' >"$OUT/no-heap-reserve.yaml"
-: >"$OUT/results.txt"
+: >"$OUT/steady.txt"
+: >"$OUT/ramp.txt"
 : >"$OUT/memory.txt"
+PROXIES=()
 for name in kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec; do
-	case " $RUNS " in *" $name "*) run_proxy "$name" ;; esac
+	case " $RUNS " in *" $name "*) PROXIES+=("$name") ;; esac
 done
+for ((round = 1; round <= ROUNDS; round++)); do
+	for name in "${PROXIES[@]}"; do run_steady "$name" "$round"; done
+done
+for name in "${PROXIES[@]}"; do run_ramp "$name"; done
 case " $RUNS " in *" memory "*)
 	for name in kamailio edge-1w edge-2w; do run_memory "$name"; done ;;
 esac
@@ -223,19 +246,37 @@ esac
 {
 	echo
 	echo "machine: $(nproc) CPUs, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | sed 's/^ *//'), kernel $(uname -r)"
-	echo "capture: $(basename "$CAPTURE"); steady state $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s"
+	echo "capture: $(basename "$CAPTURE"); steady state $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s, median of $ROUNDS rounds"
 	echo
-	printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %28s\n' proxy "CPU-s/1000 calls" "x Kam." completed failed retrans \
-		"highest 0-failure cps" "x Kam. cps" "rtpengine CPU-s" "SRS answered/BYE'd/problems"
-	kam_cpu=$(awk '$1 == "kamailio" {print $2}' "$OUT/results.txt")
-	kam_cps=$(awk '$1 == "kamailio" {print $6}' "$OUT/results.txt")
-	while read -r name cpu ok failed retrans cps engine recorded _; do
-		printf '%-14s %16s %8s %10s %7s %8s %22s %11s %16s %28s\n' "$name" "$cpu" \
-			"$(awk -v a="$cpu" -v b="${kam_cpu:-0}" 'BEGIN{ if (b > 0) printf "%.2f", a/b; else print "-"}')" \
-			"$ok" "$failed" "$retrans" "$cps" \
-			"$(awk -v a="${cps:-0}" -v b="${kam_cps:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a/b; else print "-"}')" \
-			"$engine" "$recorded"
-	done <"$OUT/results.txt"
+	python3 - "$OUT/steady.txt" "$OUT/ramp.txt" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+ramp = {k: v for k, v in (line.split()[:2] for line in open(sys.argv[2]) if len(line.split()) >= 2) if v != "-"}
+count = lambda text: int(text) if text.isdigit() else 0
+names = list(dict.fromkeys(r[1] for r in rows))
+cpu = {n: {int(r[0]): float(r[2]) for r in rows if r[1] == n} for n in names}
+kam = cpu.get("kamailio", {})
+kam_cps = float(ramp.get("kamailio") or 0)
+print("%-12s %9s %13s %7s %20s %10s %7s %8s %11s %7s %10s  %s" % (
+    "proxy", "CPU-s/1k", "range", "x Kam.", "x Kam. per round", "completed", "failed", "retrans",
+    "0-fail cps", "x Kam.", "rtpengine", "SRS answered/BYE'd/problems per round"))
+for n in names:
+    values = sorted(cpu[n].values())
+    median = statistics.median(values)
+    ratios = [cpu[n][r] / kam[r] for r in sorted(cpu[n]) if kam.get(r)]
+    mine = [r for r in rows if r[1] == n]
+    engine = [float(r[6]) for r in mine if r[6] != "-"]
+    cps = float(ramp.get(n) or 0)
+    print("%-12s %9.3f %13s %7s %20s %10d %7d %8d %11s %7s %10s  %s" % (
+        n, median, "%.3f-%.3f" % (values[0], values[-1]),
+        "%.2f" % (median / statistics.median(kam.values())) if kam else "-",
+        " ".join("%.2f" % x for x in ratios) or "-",
+        sum(count(r[3]) for r in mine), sum(count(r[4]) for r in mine),
+        sum(count(r[5]) for r in mine), ramp.get(n, "-"),
+        "%.2f" % (cps / kam_cps) if cps and kam_cps else "-",
+        "%.3f" % statistics.median(engine) if engine else "-",
+        " ".join(r[7] for r in mine) if mine[0][7] != "-" else "-"))
+EOF
 	if [ -s "$OUT/memory.txt" ]; then
 		echo
 		printf '%-10s %12s %14s %10s %18s %10s\n' proxy "idle KB" "at peak KB" "calls up" "KB per active call" "peak (replay)"
