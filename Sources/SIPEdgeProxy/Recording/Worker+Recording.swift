@@ -516,7 +516,6 @@ extension Worker {
         }
     }
 
-
     /// The ACK of a 2xx: a new request within the dialog, with the INVITE's CSeq number (§13.2.2.4).
     private func sendACK(_ driver: RecordingDriver, transaction: RecordingTransaction) {
         guard let leg = driver.leg, let hop = leg.hop else { return }
