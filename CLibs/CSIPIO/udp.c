@@ -188,10 +188,11 @@ static int read_all(csip_io_udp *udp) {
     return total;
 }
 
-/* Coalescing: after a read that found datagrams, the socket is not watched for a short pause; the
- * pause's end reads whatever arrived meanwhile in one batch. Under load this trades a bounded delay
- * for fewer wakeups and larger recvmmsg/sendmmsg batches; an idle socket goes back to waiting for
- * readiness, so the first datagram after a quiet spell is read at once. */
+/* Readiness, or the end of a coalescing pause. Coalescing: after a read that found datagrams, the
+ * socket is not watched for a short pause; the pause's end reads whatever arrived meanwhile in one
+ * batch. Under load this trades a bounded delay for fewer wakeups and larger recvmmsg/sendmmsg
+ * batches; an idle socket goes back to waiting for readiness, so the first datagram after a quiet
+ * spell is read at once. */
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
     csip_io_udp *udp = arg;
     int received = read_all(udp);
@@ -199,25 +200,14 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
         destroy(udp);
         return;
     }
-    if (received > 0 && !udp->closed && udp->coalesce_event != NULL) {
+    if (udp->closed || udp->coalesce_event == NULL)
+        return;
+    if (received > 0) {
         event_del(udp->read_event);
         event_add(udp->coalesce_event, &udp->coalesce_pause);
-    }
-}
-
-static void coalesce_cb(evutil_socket_t fd, short what, void *arg) {
-    csip_io_udp *udp = arg;
-    int received = read_all(udp);
-    if (udp->free_pending) {
-        destroy(udp);
-        return;
-    }
-    if (udp->closed)
-        return;
-    if (received > 0)
-        event_add(udp->coalesce_event, &udp->coalesce_pause);
-    else
+    } else {
         event_add(udp->read_event, NULL);
+    }
 }
 
 int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen_t address_length,
@@ -258,7 +248,7 @@ int csip_io_udp_open(csip_io_loop *loop, const struct sockaddr *address, socklen
     if (options->coalesce_microseconds > 0) {
         udp->coalesce_pause = (struct timeval){options->coalesce_microseconds / 1000000u,
                                                options->coalesce_microseconds % 1000000u};
-        udp->coalesce_event = evtimer_new(loop->base, coalesce_cb, udp);
+        udp->coalesce_event = evtimer_new(loop->base, read_cb, udp);
         if (udp->coalesce_event == NULL) {
             destroy(udp);
             return CSIP_IO_ERR_LIBEVENT;

@@ -781,7 +781,7 @@ public final class ReplayEngine {
     /// Dialog state from a received message: tags, remote target, route set, requests to answer.
     func learn(_ message: SIPMessage, method: String, at side: Role, path: ReplyPath, call: ReplayCall) {
         var state = side == .caller ? call.caller : call.callee
-        let dialogCreating = ["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"].contains(method)
+        let dialogCreating = dialogCreatingMethods.contains(method)
         if message.isRequest {
             state.proxyPath = path
             if method != "ACK" {

@@ -3,6 +3,11 @@
 import SIPEdgeIO
 import SIPMessage
 
+/// Requests that create a dialog (their 1xx/2xx carry Record-Route and set the route set).
+let dialogCreatingMethods: Set<String> = ["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"]
+/// Requests that carry our Contact.
+private let contactCarryingMethods: Set<String> = ["INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER", "REGISTER"]
+
 extension ReplayEngine {
     /// The Request-URI of a request outside a dialog: the service at the target (REGISTER: its domain).
     func initialRequestURI(_ method: String, stream: Bool) -> String {
@@ -83,14 +88,10 @@ extension ReplayEngine {
         out.append(UInt8(ascii: " "))
         out.append(text: method)
         out.append(ascii: "\r\n")
-        if ["INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER", "REGISTER"].contains(method) {
+        if contactCarryingMethods.contains(method) {
             appendContact(to: &out, user: isCaller ? "caller" : "callee", port: port, stream: stream)
         }
-        out.append(contentsOf: step.copiedHeaders)
-        out.append(ascii: "Content-Length: ")
-        out.append(decimal: step.body.count)
-        out.append(ascii: "\r\n\r\n")
-        out.append(contentsOf: step.body)
+        appendHeadersAndBody(of: step, to: &out)
         return out
     }
 
@@ -98,7 +99,7 @@ extension ReplayEngine {
     /// tag, its Record-Route in the 1xx and 2xx of a dialog-creating request, with our Contact.
     func buildResponse(_ step: ReplayStep, to request: SIPMessage, localTag: String, stream: Bool) -> [UInt8] {
         let status = step.statusCode ?? 200
-        let dialogCreating = ["INVITE", "SUBSCRIBE", "REFER", "NOTIFY"].contains(step.method) && status > 100 && status < 300
+        let dialogCreating = dialogCreatingMethods.contains(step.method) && status > 100 && status < 300
         var out: [UInt8] = []
         out.reserveCapacity(request.byteCount + 200 + step.body.count)
         out.append(ascii: "SIP/2.0 ")
@@ -130,12 +131,17 @@ extension ReplayEngine {
                 to: &out, user: step.role == .caller ? "caller" : "callee", port: localPort(step.role, stream: stream),
                 stream: stream)
         }
+        appendHeadersAndBody(of: step, to: &out)
+        return out
+    }
+
+    /// The capture's own headers, Content-Length and the body: the end of every message we build.
+    private func appendHeadersAndBody(of step: ReplayStep, to out: inout [UInt8]) {
         out.append(contentsOf: step.copiedHeaders)
         out.append(ascii: "Content-Length: ")
         out.append(decimal: step.body.count)
         out.append(ascii: "\r\n\r\n")
         out.append(contentsOf: step.body)
-        return out
     }
 
     private func appendContact(to out: inout [UInt8], user: StaticString, port: UInt16, stream: Bool) {
