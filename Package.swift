@@ -157,7 +157,7 @@ let package = Package(
         /// Captures to call templates, and their replay against a proxy (the only user of libpcap).
         .target(
             name: "SIPReplayKit",
-            dependencies: ["CLibPcap", "CSIPScan", "SIPMessage", "SIPEdgeIO"],
+            dependencies: ["CLibPcap", "CSIPScan", "SIPMessage", "SIPEdgeIO", "SIPRECMetadata"],
             path: "Perf/SIPReplayKit",
             swiftSettings: swiftSettings
         ),

@@ -13,6 +13,7 @@
 import Glibc
 import SIPEdgeIO
 import SIPMessage
+import SIPRECMetadata
 
 // MARK: - Statistics
 
@@ -713,24 +714,30 @@ public final class ReplaySRS {
         guard let contentType = request.headerValue(.contentType) else {
             return .failure(BodyProblem(status: 400, reason: "Missing Content-Type"))
         }
-        let mediaType = MediaType(contentType)
-        if mediaType.type == "application/sdp" {
+        let mediaType: String
+        do {
+            mediaType = try MultipartBody.mediaType(of: contentType)
+        } catch {
+            return .failure(BodyProblem(status: 400, reason: "Bad Content-Type: \(error.messages.joined(separator: "; "))"))
+        }
+        if mediaType == "application/sdp" {
             if requireMetadata {
                 return .failure(BodyProblem(status: 400, reason: "Missing rs-metadata part", metadataMissing: true))
             }
             return .success(RecordingBody(sdp: String(decoding: body, as: UTF8.self), hasMetadata: false))
         }
-        guard mediaType.type == "multipart/mixed" else {
-            return .failure(BodyProblem(status: 415, reason: "Unsupported Media Type \(mediaType.type)"))
+        guard mediaType == "multipart/mixed" else {
+            return .failure(BodyProblem(status: 415, reason: "Unsupported Media Type \(mediaType)"))
         }
-        let parts: [MultipartPart]
+        let parts: [BodyPart]
         do {
-            parts = try parseMultipart(contentType: contentType, body: body)
+            parts = try MultipartBody.parts(of: body, contentType: contentType)
         } catch {
-            return .failure(BodyProblem(status: 400, reason: "Bad multipart body: \(error.reason)"))
+            return .failure(BodyProblem(status: 400, reason: "Bad multipart body: \(error.messages.joined(separator: "; "))"))
         }
-        let sdp = parts.first { $0.mediaType == "application/sdp" }
-        let metadata = parts.first { $0.mediaType == "application/rs-metadata+xml" || $0.mediaType == "application/rs-metadata" }
+        let partTypes = parts.map { try? MultipartBody.mediaType(of: $0.contentType) }
+        let sdp = partTypes.firstIndex { $0 == "application/sdp" }.map { parts[$0] }
+        let metadata = partTypes.firstIndex { $0 == "application/rs-metadata+xml" || $0 == "application/rs-metadata" }
         guard let sdp else { return .failure(BodyProblem(status: 400, reason: "Missing application/sdp part")) }
         if requireMetadata, metadata == nil {
             return .failure(BodyProblem(status: 400, reason: "Missing rs-metadata part", metadataMissing: true))
@@ -857,152 +864,6 @@ final class InviteTransaction {
         self.peer = peer
         self.isInitial = isInitial
     }
-}
-
-// MARK: - Multipart bodies
-
-/// A Content-Type value: `type/subtype` lower-cased, and its parameters (names lower-cased,
-/// quoted values unquoted).
-struct MediaType {
-    var type: String
-    var parameters: [String: String] = [:]
-
-    init(_ value: String) {
-        var rest = Substring(value)
-        let typeEnd = rest.firstIndex(of: ";") ?? rest.endIndex
-        type = rest[..<typeEnd].trimmingSpaces.lowercased()
-        rest = rest[typeEnd...]
-        while rest.first == ";" {
-            rest = rest.dropFirst()
-            let nameEnd = rest.firstIndex { $0 == "=" || $0 == ";" } ?? rest.endIndex
-            let name = rest[..<nameEnd].trimmingSpaces.lowercased()
-            rest = rest[nameEnd...]
-            var parameterValue = ""
-            if rest.first == "=" {
-                rest = rest.dropFirst().drop { $0 == " " || $0 == "\t" }
-                if rest.first == "\"" {
-                    rest = rest.dropFirst()
-                    var text = ""
-                    while let character = rest.first, character != "\"" {
-                        if character == "\\", rest.count > 1 {
-                            rest = rest.dropFirst()
-                        }
-                        text.append(rest.first!)
-                        rest = rest.dropFirst()
-                    }
-                    rest = rest.dropFirst()  // the closing quote
-                    rest = rest.drop { $0 != ";" }
-                    parameterValue = text
-                } else {
-                    let valueEnd = rest.firstIndex(of: ";") ?? rest.endIndex
-                    parameterValue = rest[..<valueEnd].trimmingSpaces
-                    rest = rest[valueEnd...]
-                }
-            }
-            if !name.isEmpty { parameters[name] = parameterValue }
-        }
-    }
-}
-
-/// One part of a multipart body.
-struct MultipartPart {
-    /// Header lines as (name, value), in order.
-    var headers: [(name: String, value: String)]
-    /// The part's Content-Type media type, lower-cased; "text/plain" without one (RFC 2046 §5.1).
-    var mediaType: String
-    var body: [UInt8]
-}
-
-struct MultipartError: Error, Equatable {
-    var reason: String
-}
-
-/// The parts of a multipart body (RFC 2046 §5.1.1), given the Content-Type value with its
-/// boundary. Delimiters are `--boundary` at the start of the body or of a line (CRLF, or a bare
-/// LF), optionally followed by spaces or tabs; the CRLF before a delimiter belongs to it. The
-/// preamble and the epilogue are ignored.
-static func parseMultipart(contentType: String, body: [UInt8]) throws(MultipartError) -> [MultipartPart] {
-    let mediaType = MediaType(contentType)
-    guard mediaType.type.hasPrefix("multipart/") else { throw MultipartError(reason: "\(mediaType.type) is not multipart") }
-    guard let boundary = mediaType.parameters["boundary"], !boundary.isEmpty else {
-        throw MultipartError(reason: "no boundary parameter")
-    }
-    guard boundary.utf8.count <= 70 else { throw MultipartError(reason: "boundary longer than 70 characters") }
-    let dashBoundary = Array("--\(boundary)".utf8)
-
-    /// Delimiter lines: where the line (with the line break before it) starts, where its content
-    /// after the line break ends, and whether it is the closing one.
-    var delimiters: [(start: Int, next: Int, closing: Bool)] = []
-    var lineStart = 0
-    while lineStart < body.count {
-        var lineEnd = lineStart
-        while lineEnd < body.count, body[lineEnd] != 10 { lineEnd += 1 }  // LF
-        var contentEnd = lineEnd
-        if contentEnd > lineStart, body[contentEnd - 1] == 13 { contentEnd -= 1 }  // CR
-        let line = body[lineStart..<contentEnd]
-        if line.starts(with: dashBoundary) {
-            var rest = line.dropFirst(dashBoundary.count)
-            var closing = false
-            if rest.starts(with: [45, 45]) {  // "--"
-                closing = true
-                rest = rest.dropFirst(2)
-            }
-            if rest.allSatisfy({ $0 == 32 || $0 == 9 }) {
-                // The line break before the delimiter belongs to it.
-                var start = lineStart
-                if start > 0, body[start - 1] == 10 {
-                    start -= 1
-                    if start > 0, body[start - 1] == 13 { start -= 1 }
-                }
-                delimiters.append((start, min(lineEnd + 1, body.count), closing))
-                if closing { break }
-            }
-        }
-        lineStart = lineEnd + 1
-    }
-    guard let first = delimiters.first else { throw MultipartError(reason: "no delimiter line --\(boundary)") }
-    guard first.closing == false else { throw MultipartError(reason: "no part before the closing delimiter") }
-    guard delimiters.last!.closing else { throw MultipartError(reason: "no closing delimiter --\(boundary)--") }
-    var parts: [MultipartPart] = []
-    for index in 0..<(delimiters.count - 1) {
-        let content = Array(body[delimiters[index].next..<max(delimiters[index].next, delimiters[index + 1].start)])
-        parts.append(try parsePart(content, number: index + 1))
-    }
-    return parts
-}
-
-/// One part: header lines, an empty line, the content. A part that starts with the empty line
-/// has no headers.
-private static func parsePart(_ bytes: [UInt8], number: Int) throws(MultipartError) -> MultipartPart {
-    var headers: [(name: String, value: String)] = []
-    var cursor = 0
-    var bodyStart: Int?
-    while cursor <= bytes.count {
-        var lineEnd = cursor
-        while lineEnd < bytes.count, bytes[lineEnd] != 10 { lineEnd += 1 }
-        guard lineEnd < bytes.count else { break }  // the last line has no line break: no empty line
-        var contentEnd = lineEnd
-        if contentEnd > cursor, bytes[contentEnd - 1] == 13 { contentEnd -= 1 }
-        if contentEnd == cursor {
-            bodyStart = lineEnd + 1
-            break
-        }
-        let line = String(decoding: bytes[cursor..<contentEnd], as: UTF8.self)
-        if line.first == " " || line.first == "\t", !headers.isEmpty {
-            headers[headers.count - 1].value += " " + line.trimmingSpaces  // folded header line
-        } else {
-            guard let colon = line.firstIndex(of: ":"), colon != line.startIndex else {
-                throw MultipartError(reason: "part \(number): '\(line.prefix(40))' is not a header line")
-            }
-            headers.append((line[..<colon].trimmingSpaces, line[line.index(after: colon)...].trimmingSpaces))
-        }
-        cursor = lineEnd + 1
-    }
-    guard let bodyStart else { throw MultipartError(reason: "part \(number) has no empty line after its headers") }
-    let contentType = headers.first { $0.name.lowercased() == "content-type" }?.value
-    return MultipartPart(
-        headers: headers, mediaType: contentType.map { MediaType($0).type } ?? "text/plain",
-        body: Array(bytes[bodyStart...]))
 }
 }
 

@@ -105,6 +105,11 @@ public enum MultipartBody {
         }
     }
 
+    /// The `type/subtype` of a Content-Type value, lower-cased, without its parameters.
+    public static func mediaType(of contentType: String) throws(MetadataError) -> String {
+        try MediaType(parsing: contentType).type
+    }
+
     // MARK: - Parsing
 
     private struct DelimiterLine {

@@ -107,6 +107,29 @@ struct MultipartBodyTests {
         #expect(parts == [BodyPart(contentType: "text/plain", body: bytes("raw")), BodyPart(contentType: "text/plain", body: [])])
     }
 
+    @Test("a near-delimiter inside a part, a mixed-case parameter name, and a part's media type")
+    func nearDelimitersAndMediaTypes() throws {
+        let body = bytes(
+            "This is the preamble.\r\n--b 1\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--b 1x is not a delimiter\r\n"
+                + "\r\n--b 1  \r\ncontent-type: Application/RS-Metadata+XML;charset=utf-8\r\n\r\n<x/>\r\n--b 1--\r\nepilogue --b 1\r\n")
+        let parts = try MultipartBody.parts(of: body, contentType: "multipart/mixed; boundary=\"b 1\"")
+        #expect(parts.map(\.body) == [bytes("v=0\r\n--b 1x is not a delimiter\r\n"), bytes("<x/>")])
+        #expect(try parts.map { try MultipartBody.mediaType(of: $0.contentType) } == ["application/sdp", "application/rs-metadata+xml"])
+        let upper = try MultipartBody.parts(of: bytes("--x\n\nno headers\n--x--"), contentType: "multipart/mixed;BOUNDARY=x")
+        #expect(upper == [BodyPart(contentType: "text/plain", body: bytes("no headers"))])
+        #expect(throws: MetadataError.self) { try MultipartBody.mediaType(of: "no-subtype") }
+    }
+
+    @Test("random bytes between delimiters never crash the parser")
+    func randomBytes() {
+        var generator = SystemRandomNumberGenerator()
+        let pieces = ["--x", "--x--", "\r\n", "\n", "Content-Type: a/b", ":", " ", "\r", "z"]
+        for _ in 0..<300 {
+            let text = (0..<Int.random(in: 0..<12, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            _ = try? MultipartBody.parts(of: bytes(text), contentType: "multipart/mixed;boundary=x")
+        }
+    }
+
     @Test("sdp(of:) finds the SDP of plain and multipart bodies")
     func sdpOfBodies() {
         #expect(MultipartBody.sdp(of: sdp, contentType: "application/sdp") == sdp)
