@@ -59,8 +59,31 @@ public enum Bencode: Sendable, Hashable {
     /// The encoded bytes.
     public func encode() -> [UInt8] {
         var output: [UInt8] = []
+        output.reserveCapacity(encodedCount)
         encode(into: &output)
         return output
+    }
+
+    /// The length of the encoding, so that a datagram is allocated once at its full size.
+    var encodedCount: Int {
+        switch self {
+        case .integer(let value): return 2 + Self.decimalDigits(value)
+        case .bytes(let bytes): return Self.decimalDigits(bytes.count) + 1 + bytes.count
+        case .list(let elements): return elements.reduce(2) { $0 + $1.encodedCount }
+        case .dictionary(let entries):
+            return entries.reduce(2) { $0 + Self.decimalDigits($1.key.utf8.count) + 1 + $1.key.utf8.count + $1.value.encodedCount }
+        }
+    }
+
+    /// Characters of `value` in decimal, with its sign.
+    private static func decimalDigits(_ value: Int) -> Int {
+        var count = value < 0 ? 2 : 1
+        var rest = value
+        while rest <= -10 || rest >= 10 {
+            rest /= 10
+            count += 1
+        }
+        return count
     }
 
     /// Appends the encoded bytes to `output`.
@@ -161,6 +184,100 @@ public enum Bencode: Sendable, Hashable {
         }
     }
 
+    // MARK: - Validation in place
+
+    /// Checks that `bytes` hold exactly one value, exactly as strictly as ``decode(_:)-(RawSpan)``
+    /// and with the same errors, without building it: replies are read in place.
+    ///
+    /// `keys` is scratch space for the duplicate-key check; pass the same array every time and
+    /// it stops allocating.
+    static func validate(_ bytes: borrowing RawSpan, keys: inout [Range<Int>]) throws(NGError) {
+        var position = 0
+        keys.removeAll(keepingCapacity: true)
+        try validateValue(bytes, at: &position, depth: 0, keys: &keys)
+        guard position == bytes.byteCount else { throw NGError(code: .trailingBytes, offset: position) }
+    }
+
+    private static func validateValue(
+        _ bytes: borrowing RawSpan, at position: inout Int, depth: Int, keys: inout [Range<Int>]
+    ) throws(NGError) {
+        guard position < bytes.byteCount else { throw NGError(code: .truncated, offset: position) }
+        switch bytes.byte(at: position) {
+        case UInt8(ascii: "i"):
+            position += 1
+            _ = try decodeInteger(bytes, at: &position)
+        case UInt8(ascii: "0")...UInt8(ascii: "9"):
+            _ = try stringRange(bytes, at: &position)
+        case UInt8(ascii: "l"):
+            guard depth < maximumDepth else { throw NGError(code: .tooDeep, offset: position) }
+            position += 1
+            while try !consumeEnd(bytes, at: &position) {
+                try validateValue(bytes, at: &position, depth: depth + 1, keys: &keys)
+            }
+        case UInt8(ascii: "d"):
+            guard depth < maximumDepth else { throw NGError(code: .tooDeep, offset: position) }
+            position += 1
+            let siblingsStart = keys.count
+            while try !consumeEnd(bytes, at: &position) {
+                let keyOffset = position
+                guard isDigit(bytes.byte(at: position)) else { throw NGError(code: .invalidKey, offset: keyOffset) }
+                let key = try stringRange(bytes, at: &position)
+                guard isUTF8(bytes, key) else { throw NGError(code: .invalidKey, offset: keyOffset) }
+                for sibling in keys[siblingsStart...] where equal(bytes, sibling, key) {
+                    throw NGError(code: .duplicateKey, offset: keyOffset)
+                }
+                keys.append(key)
+                try validateValue(bytes, at: &position, depth: depth + 1, keys: &keys)
+            }
+            keys.removeSubrange(siblingsStart...)
+        default:
+            throw NGError(code: .unexpectedByte, offset: position)
+        }
+    }
+
+    /// Moves past one value already known to be well formed.
+    static func skipValue(_ bytes: borrowing RawSpan, at position: inout Int) {
+        switch bytes.byte(at: position) {
+        case UInt8(ascii: "i"):
+            while bytes.byte(at: position) != UInt8(ascii: "e") { position += 1 }
+            position += 1
+        case UInt8(ascii: "l"), UInt8(ascii: "d"):
+            position += 1
+            while bytes.byte(at: position) != UInt8(ascii: "e") { skipValue(bytes, at: &position) }
+            position += 1
+        default:
+            position = skipString(bytes, at: position).upperBound
+        }
+    }
+
+    /// Where the bytes of a well-formed string starting at `position` are.
+    static func skipString(_ bytes: borrowing RawSpan, at position: Int) -> Range<Int> {
+        var position = position
+        var length = 0
+        while bytes.byte(at: position) != UInt8(ascii: ":") {
+            length = length * 10 + Int(bytes.byte(at: position) - UInt8(ascii: "0"))
+            position += 1
+        }
+        return (position + 1)..<(position + 1 + length)
+    }
+
+    /// Whether two ranges of `bytes` hold the same bytes.
+    static func equal(_ bytes: borrowing RawSpan, _ first: Range<Int>, _ second: Range<Int>) -> Bool {
+        guard first.count == second.count else { return false }
+        for index in 0..<first.count where bytes.byte(at: first.lowerBound + index) != bytes.byte(at: second.lowerBound + index) {
+            return false
+        }
+        return true
+    }
+
+    /// Whether a range of `bytes` is valid UTF-8; checked without a copy when it is ASCII.
+    private static func isUTF8(_ bytes: borrowing RawSpan, _ range: Range<Int>) -> Bool {
+        for offset in range where bytes.byte(at: offset) >= 0x80 {
+            return String(validating: bytes.copyBytes(range), as: UTF8.self) != nil
+        }
+        return true
+    }
+
     /// Consumes the `e` that closes a list or dictionary; false when another element follows.
     private static func consumeEnd(_ bytes: borrowing RawSpan, at position: inout Int) throws(NGError) -> Bool {
         guard position < bytes.byteCount else { throw NGError(code: .truncated, offset: position) }
@@ -194,6 +311,12 @@ public enum Bencode: Sendable, Hashable {
 
     /// Reads `length:bytes`; `position` is at the first digit of the length.
     private static func decodeString(_ bytes: borrowing RawSpan, at position: inout Int) throws(NGError) -> [UInt8] {
+        bytes.copyBytes(try stringRange(bytes, at: &position))
+    }
+
+    /// Reads `length:bytes` and returns where the bytes are; `position` is at the first digit of
+    /// the length.
+    private static func stringRange(_ bytes: borrowing RawSpan, at position: inout Int) throws(NGError) -> Range<Int> {
         let lengthStart = position
         let length = try decodeDigits(bytes, at: &position, negated: false)
         guard position < bytes.byteCount else { throw NGError(code: .truncated, offset: position) }
@@ -204,7 +327,7 @@ public enum Bencode: Sendable, Hashable {
         guard length <= bytes.byteCount - position else {
             throw NGError(code: .lengthBeyondInput, offset: lengthStart)
         }
-        let content = bytes.copyBytes(position..<(position + length))
+        let content = position..<(position + length)
         position += length
         return content
     }

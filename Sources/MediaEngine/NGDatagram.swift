@@ -6,7 +6,9 @@ public enum NGDatagram {
 
     /// `cookie`, one space, and `message` encoded.
     public static func encode(cookie: String, message: Bencode) -> [UInt8] {
-        var output = Array(cookie.utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(cookie.utf8.count + 1 + message.encodedCount)
+        output.append(contentsOf: cookie.utf8)
         output.append(UInt8(ascii: " "))
         message.encode(into: &output)
         return output
@@ -17,13 +19,19 @@ public enum NGDatagram {
     /// The cookie is 1 to ``maximumCookieLength`` printable ASCII bytes before the first space.
     /// - Throws: ``NGError`` with code `missingCookie` when there is no such prefix.
     public static func splitCookie(_ datagram: RawSpan) throws(NGError) -> (cookie: String, bodyOffset: Int) {
+        let length = try cookieLength(datagram)
+        return (String(decoding: datagram.copyBytes(0..<length), as: UTF8.self), length + 1)
+    }
+
+    /// The length of a received datagram's cookie (its body starts one byte later), read in place.
+    /// - Throws: ``NGError`` with code `missingCookie`, as ``splitCookie(_:)``.
+    static func cookieLength(_ datagram: borrowing RawSpan) throws(NGError) -> Int {
         var position = 0
         while position < datagram.byteCount, position <= maximumCookieLength {
             let byte = datagram.byte(at: position)
             if byte == UInt8(ascii: " ") {
                 guard position > 0 else { break }
-                let cookie = String(decoding: datagram.copyBytes(0..<position), as: UTF8.self)
-                return (cookie, position + 1)
+                return position
             }
             guard byte > 0x20, byte < 0x7F else { break }
             position += 1

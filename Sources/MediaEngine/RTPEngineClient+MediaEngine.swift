@@ -50,7 +50,7 @@ extension RTPEngineClient: MediaEngine {
         send(message, route: .call(callID)) { [self] result in
             completion(
                 result.flatMap { reply in
-                    SubscriptionReply.parse(reply.message, requestedTag: subscriptionTag).mapError {
+                    SubscriptionReply.parse(reply.body, requestedTag: subscriptionTag).mapError {
                         malformedReply("subscribe request", engine: reply.engine, $0.reason)
                     }
                 })
@@ -103,7 +103,7 @@ extension RTPEngineClient: MediaEngine {
         send(["command": "ping"], route: .engine(engine)) { [self] result in
             completion(
                 result.flatMap { reply in
-                    reply.message["result"]?.string == "pong"
+                    reply.body.has("result", equalTo: "pong")
                         ? .success(()) : .failure(malformedReply("ping", engine: reply.engine, "result is not pong"))
                 })
         }
@@ -116,7 +116,7 @@ extension RTPEngineClient: MediaEngine {
         send(["command": "list", "limit": .integer(limit)], route: .engine(engine)) { [self] result in
             completion(
                 result.flatMap { reply in
-                    guard let calls = reply.message["calls"]?.list?.compactMap(\.string) else {
+                    guard let calls = reply.body["calls"]?.list?.compactMap(\.string) else {
                         return .failure(malformedReply("list", engine: reply.engine, "no calls list in the reply"))
                     }
                     return .success(calls)
@@ -137,7 +137,7 @@ extension RTPEngineClient: MediaEngine {
         -> Result<String, MediaEngineError>
     {
         result.flatMap { reply in
-            guard let sdp = reply.message["sdp"]?.string else {
+            guard let sdp = reply.body.string("sdp") else {
                 return .failure(malformedReply(command, engine: reply.engine, "no sdp in the reply"))
             }
             return .success(sdp)
@@ -186,38 +186,40 @@ enum SubscriptionReply {
     /// Each m= line's `a=label` is looked up in `media-labels`, then in `tag-medias`. When the SDP
     /// has no labels at all, `tag-medias` in reply order is used if it has one media per m= line,
     /// and otherwise the streams are empty.
-    static func parse(_ reply: Bencode, requestedTag: String) -> Result<Subscription, Failure> {
-        guard let sdp = reply["sdp"]?.string else { return .failure(Failure(reason: "no sdp in the reply")) }
-        let tag = reply["to-tag"]?.string ?? requestedTag
+    static func parse(_ reply: NGReply, requestedTag: String) -> Result<Subscription, Failure> {
+        guard let sdp = reply.string("sdp") else { return .failure(Failure(reason: "no sdp in the reply")) }
+        let tag = reply.string("to-tag") ?? requestedTag
 
         var byLabel: [String: MediaStreamLabel] = [:]
         var inReplyOrder: [MediaStreamLabel] = []
-        for entry in reply["tag-medias"]?.list ?? [] {
-            guard let participant = entry["tag"]?.string else { continue }
-            for media in entry["medias"]?.list ?? [] {
-                guard let label = media["label"]?.string else { continue }
-                let stream = MediaStreamLabel(
-                    label: label, participantTag: participant, index: integer(media["index"]) ?? 0,
-                    mediaType: media["type"]?.string ?? "")
-                inReplyOrder.append(stream)
-                byLabel[label] = stream
+        func stream(_ media: NGReply.Value, label: String, participant: String) -> MediaStreamLabel {
+            MediaStreamLabel(
+                label: label, participantTag: participant, index: reply.entry("index", of: media).flatMap(reply.integer) ?? 0,
+                mediaType: reply.entry("type", of: media).flatMap(reply.string) ?? "")
+        }
+        for entry in reply.entry("tag-medias", of: reply.root).map(reply.elements) ?? [] {
+            guard let participant = reply.entry("tag", of: entry).flatMap(reply.string) else { continue }
+            for media in reply.entry("medias", of: entry).map(reply.elements) ?? [] {
+                guard let label = reply.entry("label", of: media).flatMap(reply.string) else { continue }
+                let labelled = stream(media, label: label, participant: participant)
+                inReplyOrder.append(labelled)
+                byLabel[label] = labelled
             }
         }
-        for (label, media) in reply["media-labels"]?.dictionary ?? [:] {
-            guard let participant = media["tag"]?.string else { continue }
-            byLabel[label] = MediaStreamLabel(
-                label: label, participantTag: participant, index: integer(media["index"]) ?? 0,
-                mediaType: media["type"]?.string ?? "")
+        let labelled = reply.entry("media-labels", of: reply.root).map { reply.entries(of: $0) } ?? []
+        for (label, media) in labelled {
+            guard let participant = reply.entry("tag", of: media).flatMap(reply.string) else { continue }
+            byLabel[label] = stream(media, label: label, participant: participant)
         }
 
         let sections = mediaSections(of: sdp)
-        let labelled = sections.filter { $0.label != nil }
-        if labelled.isEmpty {
+        let labelledCount = sections.count { $0.label != nil }
+        if labelledCount == 0 {
             let streams = inReplyOrder.count == sections.count ? inReplyOrder : []
             return .success(Subscription(sdp: sdp, subscriptionTag: tag, streams: streams))
         }
-        guard labelled.count == sections.count else {
-            return .failure(Failure(reason: "only \(labelled.count) of \(sections.count) m= lines have a label"))
+        guard labelledCount == sections.count else {
+            return .failure(Failure(reason: "only \(labelledCount) of \(sections.count) m= lines have a label"))
         }
         var streams: [MediaStreamLabel] = []
         for (number, section) in sections.enumerated() {
@@ -229,10 +231,6 @@ enum SubscriptionReply {
             streams.append(stream)
         }
         return .success(Subscription(sdp: sdp, subscriptionTag: tag, streams: streams))
-    }
-
-    private static func integer(_ value: Bencode?) -> Int? {
-        value?.integer ?? value?.string.flatMap { Int($0) }
     }
 }
 

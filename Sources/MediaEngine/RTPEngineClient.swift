@@ -111,14 +111,20 @@ public final class RTPEngineClient {
 
     /// A successful reply and the engine that sent it.
     struct Reply {
-        let message: Bencode
+        let body: NGReply
         let engine: SocketAddress
+
+        var message: Bencode { body.message }
     }
 
-    private var pending: [String: PendingRequest] = [:]
-    /// "<random hex>-<loop index>-", so cookies differ between workers and between runs.
+    /// Waiting requests by the sequence number in their cookie.
+    private var pending: [UInt64: PendingRequest] = [:]
+    /// "<random hex>-<loop index>-", so cookies differ between workers and between runs; a
+    /// cookie is this prefix and the request's sequence number in decimal.
     private let cookiePrefix: String
     private var sequence: UInt64 = 0
+    /// Scratch space for validating replies (see `Bencode.validate`), kept between replies.
+    private var replyKeys: [Range<Int>] = []
 
     /// Opens the control socket on `loop`; may be called from any thread, everything else on the
     /// loop's thread.
@@ -241,8 +247,8 @@ public final class RTPEngineClient {
         var request = PendingRequest(
             command: command, datagram: datagram, engine: engine, callID: callID, attemptsMade: 1,
             waitMilliseconds: max(configuration.timeoutMilliseconds, 1), timer: nil, completion: completion)
-        request.timer = armTimer(cookie: cookie, milliseconds: request.waitMilliseconds)
-        pending[cookie] = request
+        request.timer = armTimer(sequence: sequence, milliseconds: request.waitMilliseconds)
+        pending[sequence] = request
         counters.requests += 1
         socket.send(datagram, to: engines[engine].address)
     }
@@ -277,22 +283,22 @@ public final class RTPEngineClient {
         return index
     }
 
-    private func armTimer(cookie: String, milliseconds: Int) -> LoopTimer {
-        loop.scheduleOnce(afterMilliseconds: milliseconds) { [weak self] in self?.timerFired(cookie: cookie) }
+    private func armTimer(sequence: UInt64, milliseconds: Int) -> LoopTimer {
+        loop.scheduleOnce(afterMilliseconds: milliseconds) { [weak self] in self?.timerFired(sequence: sequence) }
     }
 
-    private func timerFired(cookie: String) {
-        guard var request = pending[cookie] else { return }
+    private func timerFired(sequence: UInt64) {
+        guard var request = pending[sequence] else { return }
         if request.attemptsMade < configuration.attempts {
             request.attemptsMade += 1
             request.waitMilliseconds = min(request.waitMilliseconds, Int.max / 2) * 2
-            request.timer = armTimer(cookie: cookie, milliseconds: request.waitMilliseconds)
-            pending[cookie] = request
+            request.timer = armTimer(sequence: sequence, milliseconds: request.waitMilliseconds)
+            pending[sequence] = request
             counters.retransmissions += 1
             socket.send(request.datagram, to: engines[request.engine].address)
             return
         }
-        pending[cookie] = nil
+        pending[sequence] = nil
         counters.timeouts += 1
         let address = engines[request.engine].address
         if engines[request.engine].failedAt == nil {
@@ -310,19 +316,20 @@ public final class RTPEngineClient {
     // MARK: - Replies
 
     private func receive(_ message: borrowing ReceivedMessage) {
-        let cookie: String
-        let bodyOffset: Int
+        let cookieLength: Int
         do throws(NGError) {
-            (cookie, bodyOffset) = try NGDatagram.splitCookie(message.bytes)
+            cookieLength = try NGDatagram.cookieLength(message.bytes)
         } catch {
             counters.garbage += 1
             return
         }
-        guard let request = pending[cookie], engines[request.engine].address == message.source else {
+        guard let sequence = sequence(inCookieOf: message.bytes, length: cookieLength), let request = pending[sequence],
+            engines[request.engine].address == message.source
+        else {
             counters.strayReplies += 1
             return
         }
-        pending[cookie] = nil
+        pending[sequence] = nil
         request.timer?.cancel()
         counters.replies += 1
         let engine = engines[request.engine].address
@@ -332,27 +339,52 @@ public final class RTPEngineClient {
         }
         if let callID = request.callID { pins[callID]?.isConfirmed = true }
 
-        let reply: Bencode
+        let reply: NGReply
         do throws(NGError) {
-            reply = try Bencode.decode(message.bytes.extracting(bodyOffset...))
+            reply = try NGReply(validating: message.bytes.extracting((cookieLength + 1)...), keys: &replyKeys)
         } catch {
             counters.malformedReplies += 1
             request.completion(.failure(malformed(request.command, engine, "\(error)")))
             return
         }
-        guard let result = reply["result"]?.string else {
-            counters.malformedReplies += 1
-            request.completion(.failure(malformed(request.command, engine, "no result in the reply")))
-            return
-        }
-        guard result == "ok" || result == "pong" else {
+        let isSuccess = reply.has("result", equalTo: "ok") || reply.has("result", equalTo: "pong")
+        guard isSuccess else {
+            guard let result = reply.string("result") else {
+                counters.malformedReplies += 1
+                request.completion(.failure(malformed(request.command, engine, "no result in the reply")))
+                return
+            }
             counters.engineErrors += 1
-            let reason = reply["error-reason"]?.string ?? result
+            let reason = reply.string("error-reason") ?? result
             let error = MediaEngineError(code: .engineError, command: request.command, engine: engine, reason: reason)
             request.completion(.failure(error))
             return
         }
-        request.completion(.success(Reply(message: reply, engine: engine)))
+        request.completion(.success(Reply(body: reply, engine: engine)))
+    }
+
+    /// The sequence number of a cookie this client made (`cookiePrefix` then decimal digits), read
+    /// in place; nil for any other cookie.
+    private func sequence(inCookieOf datagram: borrowing RawSpan, length: Int) -> UInt64? {
+        let prefix = cookiePrefix.utf8
+        guard length > prefix.count, length <= prefix.count + 20 else { return nil }
+        var position = 0
+        for byte in prefix {
+            guard datagram.byte(at: position) == byte else { return nil }
+            position += 1
+        }
+        guard datagram.byte(at: position) != UInt8(ascii: "0") || position + 1 == length else { return nil }
+        var value: UInt64 = 0
+        while position < length {
+            let byte = datagram.byte(at: position)
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (shifted, overflowShift) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflowAdd) = shifted.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflowShift, !overflowAdd else { return nil }
+            value = next
+            position += 1
+        }
+        return value
     }
 
     /// Counts and builds a `malformedReply` error for a reply that decoded but lacks what the

@@ -27,20 +27,33 @@ public enum MultipartBody {
     /// in a space, and must not occur in any part; `randomBoundary()` makes a safe one.
     public static func render(_ parts: [BodyPart], boundary: String) -> [UInt8] {
         precondition(isValidBoundary(boundary), "invalid multipart boundary '\(boundary)'")
-        let delimiter = Array("--\(boundary)".utf8)
         var output = [UInt8]()
-        output.reserveCapacity(parts.reduce(delimiter.count + 4) { $0 + $1.body.count + 160 })
-        for part in parts {
-            output += delimiter + crlf
-            output += Array("Content-Type: \(part.contentType)".utf8) + crlf
-            if let disposition = part.contentDisposition {
-                output += Array("Content-Disposition: \(disposition)".utf8) + crlf
-            }
-            output += crlf
-            output += part.body
-            output += crlf
+        output.reserveCapacity(parts.reduce(boundary.utf8.count + 8) { $0 + $1.body.count + boundary.utf8.count + 80 })
+        // Written piece by piece into one buffer: a body goes into every recorder's INVITE.
+        func appendDelimiter() {
+            output.append(dash)
+            output.append(dash)
+            output.append(contentsOf: boundary.utf8)
         }
-        output += delimiter + Array("--".utf8) + crlf
+        for part in parts {
+            appendDelimiter()
+            output.append(contentsOf: crlf)
+            output.append(contentsOf: "Content-Type: ".utf8)
+            output.append(contentsOf: part.contentType.utf8)
+            output.append(contentsOf: crlf)
+            if let disposition = part.contentDisposition {
+                output.append(contentsOf: "Content-Disposition: ".utf8)
+                output.append(contentsOf: disposition.utf8)
+                output.append(contentsOf: crlf)
+            }
+            output.append(contentsOf: crlf)
+            output.append(contentsOf: part.body)
+            output.append(contentsOf: crlf)
+        }
+        appendDelimiter()
+        output.append(dash)
+        output.append(dash)
+        output.append(contentsOf: crlf)
         return output
     }
 
@@ -186,10 +199,9 @@ public enum MultipartBody {
     }
 
     private static func isValidBoundary(_ boundary: String) -> Bool {
-        let characters = Array(boundary.utf8)
-        let otherAllowed = Array("'()+_,-./:=? ".utf8)
+        let characters = boundary.utf8
         return (1...70).contains(characters.count) && characters.last != space
-            && characters.allSatisfy { isAlphanumeric($0) || otherAllowed.contains($0) }
+            && characters.allSatisfy { isAlphanumeric($0) || isOtherBoundaryCharacter($0) }
     }
 }
 
@@ -290,12 +302,39 @@ private func isAlphanumeric(_ character: UInt8) -> Bool {
 
 /// RFC 3261 token characters (the SIP header grammar our Content-Type values follow).
 private func isTokenCharacter(_ character: UInt8) -> Bool {
-    isAlphanumeric(character) || Array("-.!%*_+`'~".utf8).contains(character)
+    if isAlphanumeric(character) { return true }
+    switch character {
+    case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "!"), UInt8(ascii: "%"), UInt8(ascii: "*"),
+        UInt8(ascii: "_"), UInt8(ascii: "+"), UInt8(ascii: "`"), UInt8(ascii: "'"), UInt8(ascii: "~"):
+        return true
+    default:
+        return false
+    }
 }
 
 /// RFC 2045 token characters: printable ASCII except the tspecials; what a receiver accepts.
 private func isMIMETokenCharacter(_ character: UInt8) -> Bool {
-    (0x21...0x7E).contains(character) && !Array("()<>@,;:\\\"/[]?=".utf8).contains(character)
+    guard (0x21...0x7E).contains(character) else { return false }
+    switch character {
+    case UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "@"),
+        UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: ":"), UInt8(ascii: "\\"), UInt8(ascii: "\""),
+        UInt8(ascii: "/"), UInt8(ascii: "["), UInt8(ascii: "]"), UInt8(ascii: "?"), UInt8(ascii: "="):
+        return false
+    default:
+        return true
+    }
+}
+
+/// RFC 2046 boundary characters besides letters and digits.
+private func isOtherBoundaryCharacter(_ character: UInt8) -> Bool {
+    switch character {
+    case UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "+"), UInt8(ascii: "_"),
+        UInt8(ascii: ","), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "/"), UInt8(ascii: ":"),
+        UInt8(ascii: "="), UInt8(ascii: "?"), UInt8(ascii: " "):
+        return true
+    default:
+        return false
+    }
 }
 
 private func trimmed(_ text: String) -> String {

@@ -1,4 +1,4 @@
-import MediaEngine
+@testable import MediaEngine
 import Testing
 
 private func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
@@ -68,53 +68,103 @@ struct BencodeTests {
         #expect(decoded == ["result": "ok", "sdp": "v=0", "calls": [], "abcd": -3])
     }
 
-    @Test(
-        "malformed input is rejected with the defect and its offset",
-        arguments: [
-            ("", NGError.Code.truncated, 0),
-            ("i", .truncated, 1),
-            ("i12", .truncated, 3),
-            ("i-", .truncated, 2),
-            ("ie", .unexpectedByte, 1),
-            ("i-e", .unexpectedByte, 2),
-            ("i+1e", .unexpectedByte, 1),
-            ("i1.5e", .unexpectedByte, 2),
-            ("i 1e", .unexpectedByte, 1),
-            ("i03e", .leadingZero, 1),
-            ("i00e", .leadingZero, 1),
-            ("i-03e", .leadingZero, 2),
-            ("i-0e", .negativeZero, 1),
-            ("i9223372036854775808e", .integerOverflow, 1),
-            ("i-9223372036854775809e", .integerOverflow, 2),
-            ("i99999999999999999999999e", .integerOverflow, 1),
-            ("03:abc", .leadingZero, 0),
-            ("00:", .leadingZero, 0),
-            ("4:abc", .lengthBeyondInput, 0),
-            ("1:", .lengthBeyondInput, 0),
-            ("99999999999999999999:a", .lengthBeyondInput, 0),
-            ("5", .truncated, 1),
-            ("5x", .unexpectedByte, 1),
-            ("-1:a", .unexpectedByte, 0),
-            ("l", .truncated, 1),
-            ("li1e", .truncated, 4),
-            ("l4:spam", .truncated, 7),
-            ("d", .truncated, 1),
-            ("d3:key", .truncated, 6),
-            ("d3:keyi1e", .truncated, 9),
-            ("d1:ae", .unexpectedByte, 4),
-            ("di1ei2ee", .invalidKey, 1),
-            ("dl1:aei2ee", .invalidKey, 1),
-            ("d1:ai1e1:ai2ee", .duplicateKey, 7),
-            ("i1ei2e", .trailingBytes, 3),
-            ("4:spamx", .trailingBytes, 6),
-            ("le ", .trailingBytes, 2),
-            ("de\n", .trailingBytes, 2),
-            ("x", .unexpectedByte, 0),
-            ("e", .unexpectedByte, 0),
-            (" i1e", .unexpectedByte, 0),
-        ])
+    static let malformed: [(String, NGError.Code, Int)] = [
+        ("", NGError.Code.truncated, 0),
+        ("i", .truncated, 1),
+        ("i12", .truncated, 3),
+        ("i-", .truncated, 2),
+        ("ie", .unexpectedByte, 1),
+        ("i-e", .unexpectedByte, 2),
+        ("i+1e", .unexpectedByte, 1),
+        ("i1.5e", .unexpectedByte, 2),
+        ("i 1e", .unexpectedByte, 1),
+        ("i03e", .leadingZero, 1),
+        ("i00e", .leadingZero, 1),
+        ("i-03e", .leadingZero, 2),
+        ("i-0e", .negativeZero, 1),
+        ("i9223372036854775808e", .integerOverflow, 1),
+        ("i-9223372036854775809e", .integerOverflow, 2),
+        ("i99999999999999999999999e", .integerOverflow, 1),
+        ("03:abc", .leadingZero, 0),
+        ("00:", .leadingZero, 0),
+        ("4:abc", .lengthBeyondInput, 0),
+        ("1:", .lengthBeyondInput, 0),
+        ("99999999999999999999:a", .lengthBeyondInput, 0),
+        ("5", .truncated, 1),
+        ("5x", .unexpectedByte, 1),
+        ("-1:a", .unexpectedByte, 0),
+        ("l", .truncated, 1),
+        ("li1e", .truncated, 4),
+        ("l4:spam", .truncated, 7),
+        ("d", .truncated, 1),
+        ("d3:key", .truncated, 6),
+        ("d3:keyi1e", .truncated, 9),
+        ("d1:ae", .unexpectedByte, 4),
+        ("di1ei2ee", .invalidKey, 1),
+        ("dl1:aei2ee", .invalidKey, 1),
+        ("d1:ai1e1:ai2ee", .duplicateKey, 7),
+        ("i1ei2e", .trailingBytes, 3),
+        ("4:spamx", .trailingBytes, 6),
+        ("le ", .trailingBytes, 2),
+        ("de\n", .trailingBytes, 2),
+        ("x", .unexpectedByte, 0),
+        ("e", .unexpectedByte, 0),
+        (" i1e", .unexpectedByte, 0),
+    ]
+
+    @Test("malformed input is rejected with the defect and its offset", arguments: malformed)
     func rejects(input: String, code: NGError.Code, offset: Int) {
         #expect(throws: NGError(code: code, offset: offset)) { try Bencode.decode(bytes(input)) }
+    }
+
+    @Test("validation in place rejects exactly what decoding rejects, at the same offset")
+    func validationMatchesDecoding() {
+        var keys: [Range<Int>] = []
+        var inputs = Self.malformed.map { bytes($0.0) }
+        inputs += [bytes("d1:") + [0xFF] + bytes("i1ee"), bytes("d1:ad1:bi1e1:bi2eee"), bytes("ld1:ai1e1:ai1eee")]
+        inputs += [bytes("d1:ad1:bi1ee1:bd1:bi1eee"), bytes("d2:\u{E9}i1e1:xl1:ai1ee1:yde1:zi-3ee")]
+        for input in inputs {
+            var decodeError: NGError?
+            var validateError: NGError?
+            do { _ = try Bencode.decode(input) } catch { decodeError = error }
+            do { try Bencode.validate(input.span.bytes, keys: &keys) } catch { validateError = error }
+            #expect(validateError == decodeError, "\(text(input))")
+        }
+    }
+
+    @Test("the encoded length is known before encoding", arguments: encodings)
+    func encodedCount(value: Bencode, expected: String) {
+        #expect(value.encodedCount == expected.utf8.count)
+    }
+
+    @Test("a reply read in place gives what the decoded reply gives")
+    func replyInPlace() throws {
+        let body = bytes("d6:result2:ok3:sdp6:v=0\r\n.4:listl1:ai7e2:42e5:counti3e6:nestedd5:innerl3:abcd1:ki-1eeeee")
+        var keys: [Range<Int>] = []
+        let reply = try NGReply(validating: body.span.bytes, keys: &keys)
+        let decoded = try Bencode.decode(body)
+        #expect(reply.message == decoded)
+        #expect(reply.string("result") == "ok")
+        #expect(reply.has("result", equalTo: "ok"))
+        #expect(!reply.has("result", equalTo: "o"))
+        #expect(!reply.has("list", equalTo: "ok"))
+        #expect(reply.string("sdp") == "v=0\r\n.")
+        #expect(reply.string("list") == nil)
+        #expect(reply.string("absent") == nil)
+        #expect(reply["nested"] == decoded["nested"])
+        let list = try #require(reply.entry("list", of: reply.root))
+        #expect(reply.elements(of: list).map { reply.decoded($0) } == ["a", 7, "42"])
+        #expect(reply.elements(of: list).map { reply.integer($0) } == [nil, 7, 42])
+        #expect(reply.entries(of: list).isEmpty)
+        let nested = try #require(reply.entry("nested", of: reply.root))
+        #expect(reply.entries(of: nested).map(\.key) == ["inner"])
+        let inner = try #require(reply.entry("inner", of: nested))
+        #expect(reply.elements(of: inner).map { reply.decoded($0) } == ["abc", ["k": -1]])
+        let count = try #require(reply.entry("count", of: reply.root))
+        #expect(reply.entry("0", of: count) == nil)  // an integer is not a dictionary
+        let notDictionary = try NGReply(validating: bytes("l6:resulte").span.bytes, keys: &keys)
+        #expect(notDictionary.string("result") == nil)
+        #expect(notDictionary["result"] == nil)
     }
 
     @Test("a dictionary key that is not UTF-8 is rejected")
