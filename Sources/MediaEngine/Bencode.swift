@@ -76,7 +76,7 @@ public enum Bencode: Sendable, Hashable {
     }
 
     /// Characters of `value` in decimal, with its sign.
-    private static func decimalDigits(_ value: Int) -> Int {
+    static func decimalDigits(_ value: Int) -> Int {
         var count = value < 0 ? 2 : 1
         var rest = value
         while rest <= -10 || rest >= 10 {

@@ -3,36 +3,41 @@ import SIPEdgeIO
 extension RTPEngineClient: MediaEngine {
     /// The `replace` list of offer and answer: the engine rewrites the o= line and the session c=
     /// line with its own address.
-    static let replacedLines: Bencode = ["origin", "session-connection"]
+    static let replacedLines: NGCommand.Value = .texts(["origin", "session-connection"])
 
     public func offer(
         callID: String, fromTag: String, sdp: String, flags: [String],
         completion: @escaping (Result<String, MediaEngineError>) -> Void
     ) {
-        var message: [String: Bencode] = [
-            "command": "offer", "call-id": .string(callID), "from-tag": .string(fromTag), "sdp": .string(sdp),
-            "replace": Self.replacedLines,
-        ]
-        NGOptions.apply(flags, to: &message)
-        send(message, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "offer")) }
+        var command = NGCommand("offer")
+        command["call-id"] = .text(callID)
+        command["from-tag"] = .text(fromTag)
+        command["sdp"] = .text(sdp)
+        command["replace"] = Self.replacedLines
+        NGOptions.apply(flags, to: &command)
+        send(command, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "offer")) }
     }
 
     public func answer(
         callID: String, fromTag: String, toTag: String, sdp: String, flags: [String],
         completion: @escaping (Result<String, MediaEngineError>) -> Void
     ) {
-        var message: [String: Bencode] = [
-            "command": "answer", "call-id": .string(callID), "from-tag": .string(fromTag), "to-tag": .string(toTag),
-            "sdp": .string(sdp), "replace": Self.replacedLines,
-        ]
-        NGOptions.apply(flags, to: &message)
-        send(message, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "answer")) }
+        var command = NGCommand("answer")
+        command["call-id"] = .text(callID)
+        command["from-tag"] = .text(fromTag)
+        command["to-tag"] = .text(toTag)
+        command["sdp"] = .text(sdp)
+        command["replace"] = Self.replacedLines
+        NGOptions.apply(flags, to: &command)
+        send(command, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "answer")) }
     }
 
     /// Deletes the whole call (`delete delay` 0) and forgets its engine, whatever the outcome.
     public func delete(callID: String, completion: @escaping (Result<Void, MediaEngineError>) -> Void) {
-        let message: [String: Bencode] = ["command": "delete", "call-id": .string(callID), "delete delay": 0]
-        send(message, route: .callIfPinned(callID)) { [self] result in
+        var command = NGCommand("delete")
+        command["call-id"] = .text(callID)
+        command["delete delay"] = .integer(0)
+        send(command, route: .callIfPinned(callID)) { [self] result in
             unpin(callID)
             completion(result.map { _ in () })
         }
@@ -42,12 +47,12 @@ extension RTPEngineClient: MediaEngine {
         callID: String, subscriptionTag: String, flags: [String], mediaAddress: String?,
         completion: @escaping (Result<Subscription, MediaEngineError>) -> Void
     ) {
-        var message: [String: Bencode] = [
-            "command": "subscribe request", "call-id": .string(callID), "to-tag": .string(subscriptionTag),
-        ]
-        if let mediaAddress { message["media address"] = .string(mediaAddress) }
-        NGOptions.apply(flags, base: ["all", "siprec"], to: &message)
-        send(message, route: .call(callID)) { [self] result in
+        var command = NGCommand("subscribe request")
+        command["call-id"] = .text(callID)
+        command["to-tag"] = .text(subscriptionTag)
+        if let mediaAddress { command["media address"] = .text(mediaAddress) }
+        NGOptions.apply(flags, base: ["all", "siprec"], to: &command)
+        send(command, route: .call(callID)) { [self] result in
             completion(
                 result.flatMap { reply in
                     SubscriptionReply.parse(reply.body, requestedTag: subscriptionTag).mapError {
@@ -61,21 +66,21 @@ extension RTPEngineClient: MediaEngine {
         callID: String, subscriptionTag: String, sdp: String, flags: [String],
         completion: @escaping (Result<Void, MediaEngineError>) -> Void
     ) {
-        var message: [String: Bencode] = [
-            "command": "subscribe answer", "call-id": .string(callID), "to-tag": .string(subscriptionTag),
-            "sdp": .string(sdp),
-        ]
-        NGOptions.apply(flags, base: ["allow transcoding"], to: &message)
-        send(message, route: .call(callID)) { completion($0.map { _ in () }) }
+        var command = NGCommand("subscribe answer")
+        command["call-id"] = .text(callID)
+        command["to-tag"] = .text(subscriptionTag)
+        command["sdp"] = .text(sdp)
+        NGOptions.apply(flags, base: ["allow transcoding"], to: &command)
+        send(command, route: .call(callID)) { completion($0.map { _ in () }) }
     }
 
     public func unsubscribe(
         callID: String, subscriptionTag: String, completion: @escaping (Result<Void, MediaEngineError>) -> Void
     ) {
-        let message: [String: Bencode] = [
-            "command": "unsubscribe", "call-id": .string(callID), "to-tag": .string(subscriptionTag),
-        ]
-        send(message, route: .call(callID)) { completion($0.map { _ in () }) }
+        var command = NGCommand("unsubscribe")
+        command["call-id"] = .text(callID)
+        command["to-tag"] = .text(subscriptionTag)
+        send(command, route: .call(callID)) { completion($0.map { _ in () }) }
     }
 
     /// Pings every engine; succeeds as soon as one answers "pong", fails with the last error when
@@ -100,7 +105,7 @@ extension RTPEngineClient: MediaEngine {
 
     /// Pings one engine (by index into ``engineAddresses``); succeeds when it answers "pong".
     public func ping(engine: Int, completion: @escaping (Result<Void, MediaEngineError>) -> Void) {
-        send(["command": "ping"], route: .engine(engine)) { [self] result in
+        send(NGCommand("ping"), route: .engine(engine)) { [self] result in
             completion(
                 result.flatMap { reply in
                     reply.body.has("result", equalTo: "pong")
@@ -113,7 +118,9 @@ extension RTPEngineClient: MediaEngine {
     public func list(
         limit: Int = 32, engine: Int = 0, completion: @escaping (Result<[String], MediaEngineError>) -> Void
     ) {
-        send(["command": "list", "limit": .integer(limit)], route: .engine(engine)) { [self] result in
+        var command = NGCommand("list")
+        command["limit"] = .integer(limit)
+        send(command, route: .engine(engine)) { [self] result in
             completion(
                 result.flatMap { reply in
                     guard let calls = reply.body["calls"]?.list?.compactMap(\.string) else {
@@ -127,7 +134,9 @@ extension RTPEngineClient: MediaEngine {
     /// The engine's whole `query` reply for a call (tags, streams, packet counters), from the
     /// call's engine, or the next engine when the call is not pinned (nothing is pinned).
     public func query(callID: String, completion: @escaping (Result<Bencode, MediaEngineError>) -> Void) {
-        send(["command": "query", "call-id": .string(callID)], route: .callIfPinned(callID)) {
+        var command = NGCommand("query")
+        command["call-id"] = .text(callID)
+        send(command, route: .callIfPinned(callID)) {
             completion($0.map(\.message))
         }
     }
@@ -147,11 +156,12 @@ extension RTPEngineClient: MediaEngine {
 
 /// How the `flags` of a media-engine command become entries of the NG dictionary.
 enum NGOptions {
-    /// Adds `flags` to `message`: plain flags join `base` in the `flags` list (each once, in order);
-    /// `key=value` entries set `message[key]` to the string value. A key the command set to a list
+    /// Adds `flags` to `command`: plain flags join `base` in the `flags` list (each once, in order);
+    /// `key=value` entries set `command[key]` to the string value. A key the command set to a list
     /// (such as `replace`) gets the value appended; a key set by an earlier flag becomes a list of
     /// both; a key the command set to a single value is overridden.
-    static func apply(_ flags: [String], base: [String] = [], to message: inout [String: Bencode]) {
+    static func apply(_ flags: [String], base: [String] = [], to command: inout NGCommand) {
+        guard !flags.isEmpty || !base.isEmpty else { return }
         var plain = base
         var keysFromFlags: Set<String> = []
         for flag in flags {
@@ -160,18 +170,20 @@ enum NGOptions {
                 continue
             }
             let key = String(flag[..<equals])
-            let value = Bencode.string(String(flag[flag.index(after: equals)...]))
-            switch message[key] {
-            case .list(let values)?:
-                message[key] = .list(values + [value])
-            case let existing? where keysFromFlags.contains(key):
-                message[key] = .list([existing, value])
+            let value = String(flag[flag.index(after: equals)...])
+            switch command[key] {
+            case .texts(let values)?:
+                command[key] = .texts(values + [value])
+            case .bencode(.list(let values))?:
+                command[key] = .bencode(.list(values + [.string(value)]))
+            case .text(let existing)? where keysFromFlags.contains(key):
+                command[key] = .texts([existing, value])
             default:
-                message[key] = value
+                command[key] = .text(value)
             }
             keysFromFlags.insert(key)
         }
-        if !plain.isEmpty { message["flags"] = .list(plain.map(Bencode.string)) }
+        if !plain.isEmpty { command["flags"] = .texts(plain) }
     }
 }
 

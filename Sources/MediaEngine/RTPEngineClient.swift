@@ -224,17 +224,18 @@ public final class RTPEngineClient {
     public func request(
         _ message: [String: Bencode], engine: Int = 0, completion: @escaping (Result<Bencode, MediaEngineError>) -> Void
     ) {
-        let route: Route = message["call-id"]?.string.map(Route.call) ?? .engine(engine)
-        send(message, route: route) { completion($0.map(\.message)) }
+        let command = NGCommand(message)
+        let route: Route = command.callID.map(Route.call) ?? .engine(engine)
+        send(command, route: route) { completion($0.map(\.message)) }
     }
 
     /// Sends `message` by `route`; the completion gets the reply dictionary when its result is
     /// "ok" or "pong".
     func send(
-        _ message: [String: Bencode], route: Route, completion: @escaping (Result<Reply, MediaEngineError>) -> Void
+        _ message: NGCommand, route: Route, completion: @escaping (Result<Reply, MediaEngineError>) -> Void
     ) {
         assert(loop.isCurrent, "RTPEngineClient used off its loop's thread")
-        let command = message["command"]?.string ?? "?"
+        let command = message.name
         guard !isClosed else {
             let error = closedError(command, engine: nil)
             loop.scheduleOnce(afterMilliseconds: 0) { completion(.failure(error)) }
@@ -243,7 +244,7 @@ public final class RTPEngineClient {
         let (engine, callID) = resolve(route)
         sequence += 1
         let cookie = cookiePrefix + String(sequence)
-        let datagram = NGDatagram.encode(cookie: cookie, message: .dictionary(message))
+        let datagram = message.datagram(cookie: cookie)
         var request = PendingRequest(
             command: command, datagram: datagram, engine: engine, callID: callID, attemptsMade: 1,
             waitMilliseconds: max(configuration.timeoutMilliseconds, 1), timer: nil, completion: completion)
@@ -337,7 +338,12 @@ public final class RTPEngineClient {
             engines[request.engine].failedAt = nil
             logger.debug("rtpengine answering again", metadata: ["rtpengine.address": "\(engine)"])
         }
-        if let callID = request.callID { pins[callID]?.isConfirmed = true }
+        // Read, then written back only when it changes: `pins[callID]?.isConfirmed = true` runs a
+        // dictionary modify coroutine that allocates its frame on every reply.
+        if let callID = request.callID, var pin = pins[callID], !pin.isConfirmed {
+            pin.isConfirmed = true
+            pins[callID] = pin
+        }
 
         let reply: NGReply
         do throws(NGError) {

@@ -4,6 +4,7 @@ import SIPEdgeConfig
 import SIPEdgeIO
 import SIPEdgeTLS
 import SIPMessage
+import SIPRECMetadata
 import SIPRecording
 import SIPTransaction
 
@@ -57,6 +58,8 @@ final class Worker: @unchecked Sendable {
     var recordingTransactions: [UInt64: RecordingTransaction] = [:]
     /// Keyed by the seeded hash of the Call-ID, so that looking up an arriving request builds no text.
     var recordingsByCallID: [UInt64: RecordingDriver] = [:]
+    /// Ids of recording sessions, participants and streams in the metadata.
+    var metadataIDs = MetadataIDSource()
     /// The last address an ICMP error was handled for, and when.
     var lastUnreachable: (SocketAddress, UInt64)?
     /// The text of the last peer address seen: peers repeat, and inet_ntop is not free.

@@ -1,3 +1,5 @@
+import Glibc
+
 /// The identifier of a group, session, participant or stream in recording metadata (RFC 7865
 /// §6.10): a UUID's 16 bytes in standard base64 with padding, 24 characters, as OpenSIPS sends.
 public struct MetadataID: Hashable, Sendable, CustomStringConvertible {
@@ -9,12 +11,15 @@ public struct MetadataID: Hashable, Sendable, CustomStringConvertible {
     public static func random() -> MetadataID {
         var generator = SystemRandomNumberGenerator()
         var uuid: (UInt64, UInt64) = (generator.next(), generator.next())
-        return withUnsafeMutableBytes(of: &uuid) { bytes in
-            // RFC 4122 §4.4: version 4 in the high nibble of byte 6, variant 10 in the top bits of byte 8.
-            bytes[6] = (bytes[6] & 0x0F) | 0x40
-            bytes[8] = (bytes[8] & 0x3F) | 0x80
-            return MetadataID(encoding: UnsafeRawBufferPointer(bytes))
-        }
+        return withUnsafeMutableBytes(of: &uuid) { MetadataID(randomBytes: $0) }
+    }
+
+    /// A version 4 UUID's identifier made from 16 random bytes.
+    fileprivate init(randomBytes bytes: UnsafeMutableRawBufferPointer) {
+        // RFC 4122 §4.4: version 4 in the high nibble of byte 6, variant 10 in the top bits of byte 8.
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        self.init(encoding: UnsafeRawBufferPointer(bytes))
     }
 
     /// The identifier for exactly these bytes (16 for a UUID); deterministic, for tests and for ids
@@ -37,6 +42,34 @@ public struct MetadataID: Hashable, Sendable, CustomStringConvertible {
     public var bytes: [UInt8] { Base64.decode(text) ?? [] }
 
     public var description: String { text }
+}
+
+/// Random identifiers for one thread, cut from blocks of the system's cryptographic randomness:
+/// one `getrandom` call (through `arc4random_buf`) for 64 ids, where ``MetadataID/random()`` makes two for each. A recorded
+/// call needs about six.
+public struct MetadataIDSource {
+    private static let blockSize = 1024
+    private var block = [UInt8](repeating: 0, count: MetadataIDSource.blockSize)
+    private var position = MetadataIDSource.blockSize
+
+    public init() {}
+
+    /// A new random (version 4) UUID's identifier.
+    public mutating func next() -> MetadataID {
+        if position + 16 > block.count {
+            block.withUnsafeMutableBytes { Self.fillRandom($0) }
+            position = 0
+        }
+        defer { position += 16 }
+        return block.withUnsafeMutableBytes { bytes in
+            MetadataID(randomBytes: UnsafeMutableRawBufferPointer(rebasing: bytes[position..<(position + 16)]))
+        }
+    }
+
+    /// Fills `buffer` from glibc's `arc4random_buf`: one `getrandom` call per block.
+    private static func fillRandom(_ buffer: UnsafeMutableRawBufferPointer) {
+        arc4random_buf(buffer.baseAddress!, buffer.count)
+    }
 }
 
 /// Standard base64 (RFC 4648 §4) with padding.

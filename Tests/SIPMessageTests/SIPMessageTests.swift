@@ -156,6 +156,24 @@ struct SIPMessageTests {
         #expect(trying.hasPrefix("SIP/2.0 100 Trying\r\nVia: SIP/2.0/UDP pc33.atlanta.example.com:5061;branch=z9hG4bK776asdhds;rport\r\nv: SIP/2.0/TCP"))
     }
 
+    @Test("header counts around the first scan's stack buffer and the limit", arguments: [47, 48, 49, 127, 128, 129])
+    func headerCountsAroundTheScanBuffer(count: Int) throws {
+        let filler = (0..<(count - 2)).map { "X-Filler-\($0): x\r\n" }.joined()
+        let text = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" + filler + "Content-Length: 0\r\n\r\n"
+        if count <= ScanLimits().maxHeaders {
+            let message = try SIPMessage(parsing: text)
+            #expect(message.headerCount == count)
+            #expect(message.headerValue(.contentLength) == "0")
+        } else {
+            #expect(throws: SIPParseError.self) { try SIPMessage(parsing: text) }
+            do {
+                _ = try SIPMessage(parsing: text)
+            } catch {
+                #expect(error.code == .tooManyHeaders)
+            }
+        }
+    }
+
     @Test func headerLookupWorksPastTheFirstIndexTable() throws {
         let filler = (0..<300).map { "X-Filler-\($0): x\r\n" }.joined()
         let text = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" + filler

@@ -34,6 +34,29 @@ struct MetadataIDTests {
         #expect(seen.count == 64)
     }
 
+    @Test("ids from a source are version 4 UUIDs, all different, across several blocks of randomness")
+    func sourceIDs() throws {
+        var source = MetadataIDSource()
+        var seen = Set<MetadataID>()
+        var ones = [Int](repeating: 0, count: 128)  // how often each bit of the 16 bytes was set
+        let draws = 1000  // 64 ids per block: 16 blocks
+        for _ in 0..<draws {
+            let id = source.next()
+            let bytes = try #require(decodeBase64(id.text))
+            #expect(bytes.count == 16)
+            #expect(bytes[6] >> 4 == 4, "UUID version")
+            #expect(bytes[8] >> 6 == 0b10, "UUID variant")
+            for bit in 0..<128 where bytes[bit / 8] >> (7 - bit % 8) & 1 == 1 { ones[bit] += 1 }
+            seen.insert(id)
+        }
+        #expect(seen.count == draws)
+        // Every bit but the six fixed ones varies: a block reused or left zero would show here.
+        let fixed: Set<Int> = [48, 49, 50, 51, 64, 65]
+        for bit in 0..<128 where !fixed.contains(bit) {
+            #expect((350...650).contains(ones[bit]), "bit \(bit) set \(ones[bit]) times in \(draws)")
+        }
+    }
+
     @Test("reading an id back from text")
     func parsing() {
         #expect(MetadataID(text: "AAECAwQFBgcICQoLDA0ODw==")?.bytes == Array(0..<16))

@@ -24,6 +24,10 @@ final class RecordingDriver {
         var remoteTarget: String
         var routeSet: [String] = []
         var hop: Hop?
+        /// From, To and Call-ID as every request of the leg carries them; empty until first used.
+        var dialogLines: [UInt8] = []
+        /// Whether `dialogLines` has the SRS's tag in To.
+        var dialogLinesHaveRemoteTag = false
     }
 
     /// Strong: a session outlives its call's dialog (final metadata, BYE, retransmissions). The
@@ -46,8 +50,8 @@ final class RecordingDriver {
     /// The pending INVITE (initial or re-INVITE) toward the SRS.
     var pendingInvite: RecordingTransaction?
     // Metadata identities: stable for the life of the session, across failover.
-    let sessionID = MetadataID.random()
-    let participantIDs = [MetadataID.random(), MetadataID.random()]
+    let sessionID: MetadataID
+    let participantIDs: [MetadataID]
     var streamIDs: [String: MetadataID] = [:]
     let startTime = MetadataTime.now()
     var endTime: MetadataTime?
@@ -63,8 +67,10 @@ final class RecordingDriver {
     private let workerLogger: Logger
 
     init(call: RecordedCall, instance: RecordingInstance, settings: RecordingSessionSettings, extraHeaders: [UInt8],
-         subscriptionTag: String, seed: UInt64, logger: Logger)
+         subscriptionTag: String, seed: UInt64, ids: inout MetadataIDSource, logger: Logger)
     {
+        sessionID = ids.next()
+        participantIDs = [ids.next(), ids.next()]
         self.call = call
         self.instance = instance
         self.machine = RecordingSession(settings: settings, randomSeed: seed)
@@ -79,7 +85,7 @@ final class RecordingDriver {
 
     /// The complete snapshot (RFC 7865 §5, `datamode complete`), with disassociate times once the
     /// call has ended.
-    func metadata() throws(MetadataError) -> String {
+    func metadata(ids: inout MetadataIDSource) throws(MetadataError) -> String {
         let parties = [call.caller, call.callee]
         let overrides = [instance.callerXML, instance.calleeXML]
         var participants: [RecordingMetadata.Participant] = []
@@ -91,7 +97,7 @@ final class RecordingDriver {
         }
         var metadataStreams: [RecordingMetadata.Stream] = []
         for stream in streams {
-            let id = streamIDs[stream.label] ?? MetadataID.random()
+            let id = streamIDs[stream.label] ?? ids.next()
             streamIDs[stream.label] = id
             metadataStreams.append(
                 RecordingMetadata.Stream(id: id, label: stream.label, sender: stream.participantTag == call.callerTag ? 0 : 1))
@@ -111,10 +117,10 @@ final class RecordingDriver {
     }
 
     /// The multipart body of an INVITE or re-INVITE: the SDP, then the metadata (RFC 7866 §9.1).
-    func body(sdp: String) -> (contentType: String, bytes: [UInt8])? {
+    func body(sdp: String, ids: inout MetadataIDSource) -> (contentType: String, bytes: [UInt8])? {
         let xml: String
         do {
-            xml = try metadata()
+            xml = try metadata(ids: &ids)
         } catch {
             logger.error("recording metadata could not be built", metadata: ["error": "\(error)"])
             return nil

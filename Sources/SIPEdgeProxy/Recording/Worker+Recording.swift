@@ -28,7 +28,7 @@ extension Worker {
         counters[.recordingSessionsOpened] += 1
         return RecordingDriver(
             call: call, instance: instance, settings: settings, extraHeaders: headerLines,
-            subscriptionTag: String(decoding: tag, as: UTF8.self), seed: seed, logger: logger)
+            subscriptionTag: String(decoding: tag, as: UTF8.self), seed: seed, ids: &metadataIDs, logger: logger)
     }
 
     // MARK: Actions
@@ -204,7 +204,7 @@ extension Worker {
             srsIndex: index, callID: callID.text, callIDKey: callID.key, localTag: makeTag(), remoteTarget: srs.uri)
         driver.leg = leg
         recordingsByCallID[leg.callIDKey] = driver
-        guard let offer = driver.offerSDP, let body = driver.body(sdp: offer) else {
+        guard let offer = driver.offerSDP, let body = driver.body(sdp: offer, ids: &metadataIDs) else {
             perform(driver, driver.machine.inviteFailed(attempt: index, reason: .transportError))
             return
         }
@@ -236,7 +236,7 @@ extension Worker {
         }
         let sdp = update == .pause ? SessionDescription.inactive(offer) : offer
         if update == .pause { driver.offerSDP = sdp }  // the next refresh replaces it
-        guard let body = driver.body(sdp: sdp) else {
+        guard let body = driver.body(sdp: sdp, ids: &metadataIDs) else {
             perform(driver, driver.machine.reInviteCompleted(statusCode: 500))
             return
         }
@@ -277,21 +277,23 @@ extension Worker {
         var output: [UInt8] = []
         output.reserveCapacity(1024 + (body?.bytes.count ?? 0))
         let requestURI = purpose == .bye || purpose == .reInvite ? leg.remoteTarget : driver.instance.srs[leg.srsIndex].uri
-        output.append(text: "\(method) \(requestURI) SIP/2.0\r\n")
+        appendRequestLine(method: method, uri: requestURI, to: &output)
         appendVia(from: interface, transport: hop.transport, transactionID: id, to: &output)
         output.append(ascii: "Max-Forwards: 70\r\n")
-        appendDialogHeaders(leg, driver: driver, method: method, cseq: leg.cseq, to: &output)
-        for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
+        appendDialogHeaders(driver, method: method, cseq: leg.cseq, to: &output)
         if isInvite {
-            output.append(text: interface.srcContactLine(transport: hop.transport, secure: driver.instance.srs[leg.srsIndex].isSIPSURI))
+            interface.appendSRCContact(transport: hop.transport, secure: driver.instance.srs[leg.srsIndex].isSIPSURI, to: &output)
             output.append(ascii: "Require: siprec\r\n")
             output.append(ascii: "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
         }
         output.append(ascii: "User-Agent: siprec-edge\r\n")
         output.append(contentsOf: extra)
         if let body {
-            output.append(text: "Content-Type: \(body.contentType)\r\n")
-            output.append(text: "Content-Length: \(body.bytes.count)\r\n\r\n")
+            output.append(ascii: "Content-Type: ")
+            output.append(text: body.contentType)
+            output.append(ascii: "\r\nContent-Length: ")
+            output.append(decimal: body.bytes.count)
+            output.append(ascii: "\r\n\r\n")
             output.append(contentsOf: body.bytes)
         } else {
             output.append(ascii: "Content-Length: 0\r\n\r\n")
@@ -303,14 +305,42 @@ extension Worker {
         performRecordingClient(transaction, actions: transaction.step(.start), response: nil)
     }
 
-    private func appendDialogHeaders(_ leg: RecordingDriver.Leg, driver: RecordingDriver, method: String, cseq: UInt32, to output: inout [UInt8]) {
+    private func appendRequestLine(method: String, uri: String, to output: inout [UInt8]) {
+        output.append(text: method)
+        output.append(UInt8(ascii: " "))
+        output.append(text: uri)
+        output.append(ascii: " SIP/2.0\r\n")
+    }
+
+    /// From, To, Call-ID, CSeq and the route set of a request in the session's current leg.
+    private func appendDialogHeaders(_ driver: RecordingDriver, method: String, cseq: UInt32, to output: inout [UInt8]) {
+        guard let leg = driver.leg else { return }
+        if leg.dialogLines.isEmpty || leg.dialogLinesHaveRemoteTag != (leg.remoteTag != nil) {
+            driver.leg?.dialogLines = dialogLines(leg, driver: driver)
+            driver.leg?.dialogLinesHaveRemoteTag = leg.remoteTag != nil
+        }
+        output.append(contentsOf: driver.leg?.dialogLines ?? [])
+        output.append(ascii: "CSeq: ")
+        output.append(decimal: Int(cseq))
+        output.append(UInt8(ascii: " "))
+        output.append(text: method)
+        output.append(ascii: "\r\n")
+        for route in leg.routeSet {
+            output.append(ascii: "Route: ")
+            output.append(text: route)
+            output.append(ascii: "\r\n")
+        }
+    }
+
+    /// The From, To and Call-ID lines every request of a leg repeats: built once per leg, and
+    /// again when the SRS's tag is learned.
+    private func dialogLines(_ leg: RecordingDriver.Leg, driver: RecordingDriver) -> [UInt8] {
         let srs = driver.instance.srs[leg.srsIndex]
-        let from = driver.instance.fromURI ?? srs.uri
-        let to = driver.instance.toURI ?? srs.uri
-        output.append(text: "From: \(Self.nameAddr(from));tag=\(leg.localTag)\r\n")
-        output.append(text: "To: \(Self.nameAddr(to))\(leg.remoteTag.map { ";tag=\($0)" } ?? "")\r\n")
-        output.append(text: "Call-ID: \(leg.callID)\r\n")
-        output.append(text: "CSeq: \(cseq) \(method)\r\n")
+        var lines: [UInt8] = []
+        lines.append(text: "From: \(Self.nameAddr(driver.instance.fromURI ?? srs.uri));tag=\(leg.localTag)\r\n")
+        lines.append(text: "To: \(Self.nameAddr(driver.instance.toURI ?? srs.uri))\(leg.remoteTag.map { ";tag=\($0)" } ?? "")\r\n")
+        lines.append(text: "Call-ID: \(leg.callID)\r\n")
+        return lines
     }
 
     /// Our Via for a request toward an SRS: the interface's own prefix, or its address with the
@@ -522,11 +552,11 @@ extension Worker {
         if transaction.ackBytes == nil {
             let interface = context.interfaces.all[hop.interfaceIndex]
             var output: [UInt8] = []
-            output.append(text: "ACK \(leg.remoteTarget) SIP/2.0\r\n")
+            output.reserveCapacity(512)
+            appendRequestLine(method: "ACK", uri: leg.remoteTarget, to: &output)
             appendVia(from: interface, transport: hop.transport, transactionID: nextTransactionID(), to: &output)
             output.append(ascii: "Max-Forwards: 70\r\n")
-            appendDialogHeaders(leg, driver: driver, method: "ACK", cseq: leg.cseq, to: &output)
-            for route in leg.routeSet { output.append(text: "Route: \(route)\r\n") }
+            appendDialogHeaders(driver, method: "ACK", cseq: leg.cseq, to: &output)
             output.append(ascii: "Content-Length: 0\r\n\r\n")
             transaction.ackBytes = output
         }
@@ -592,7 +622,7 @@ extension Worker {
             }
             var extra: [UInt8] = []
             if let interface = driver.leg?.hop.map({ context.interfaces.all[$0.interfaceIndex] }) {
-                extra.append(text: interface.srcContactLine(transport: inbound.transport, secure: driver.srs?.isSIPSURI ?? false))
+                interface.appendSRCContact(transport: inbound.transport, secure: driver.srs?.isSIPSURI ?? false, to: &extra)
             }
             extra.append(ascii: "Require: siprec\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
             let body = driver.offerSDP.map { Array($0.utf8) } ?? []
@@ -633,16 +663,32 @@ extension NextHopTarget {
 extension LocalInterface {
     /// `host:port` as our URIs name this interface (IPv6 in brackets).
     var uriHostPort: String {
-        ipText.contains(":") ? "[\(ipText)]:\(address.port)" : "\(ipText):\(address.port)"
+        var text: [UInt8] = []
+        appendHostPort(to: &text)
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    func appendHostPort(to output: inout [UInt8]) {
+        let isIPv6 = ipText.utf8.contains(UInt8(ascii: ":"))
+        if isIPv6 { output.append(UInt8(ascii: "[")) }
+        output.append(text: ipText)
+        if isIPv6 { output.append(UInt8(ascii: "]")) }
+        output.append(UInt8(ascii: ":"))
+        output.append(decimal: Int(address.port))
     }
 
     /// The Contact of a recording session's requests and answers (RFC 7866 §6.1: `+sip.src`), with
     /// the transport the session uses. Without a listener of that transport the SRS can only reach
     /// us over the connection the session opened (give the proxy a `tls:` listener for TLS SRSs).
     /// A `sips:` SRS gets a `sips:` Contact (RFC 5630 §3.1.3).
-    func srcContactLine(transport: Transport, secure: Bool) -> String {
-        if secure { return "Contact: <sips:\(uriHostPort)>;+sip.src\r\n" }
-        return "Contact: <sip:\(uriHostPort)\(transport == .udp ? "" : ";transport=\(transport.rawValue)")>;+sip.src\r\n"
+    func appendSRCContact(transport: Transport, secure: Bool, to output: inout [UInt8]) {
+        output.append(ascii: secure ? "Contact: <sips:" : "Contact: <sip:")
+        appendHostPort(to: &output)
+        if !secure, transport != .udp {
+            output.append(ascii: ";transport=")
+            output.append(text: transport.rawValue)
+        }
+        output.append(ascii: ">;+sip.src\r\n")
     }
 }
 

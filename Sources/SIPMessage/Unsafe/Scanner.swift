@@ -52,13 +52,32 @@ extension SIPMessage {
         try self.init(parsing: Array(text.utf8), framing: framing, limits: limits)
     }
 
+    /// Header slots scanned into first: 48 × 20 bytes stays within the 1 KiB that
+    /// `withUnsafeTemporaryAllocation` keeps on the stack; a larger buffer is a heap allocation
+    /// for every message.
+    static let stackHeaderCapacity = 48
+
     private static func scan(
         _ raw: UnsafeRawBufferPointer,
         framing: Framing,
         limits: ScanLimits
     ) -> Result<MessageStorage, SIPParseError> {
-        let capacity = max(1, limits.maxHeaders)
-        return withUnsafeTemporaryAllocation(of: csip_header.self, capacity: capacity) { headers in
+        let allowed = max(1, limits.maxHeaders)
+        let first = scan(raw, framing: framing, limits: limits, headerCapacity: min(allowed, stackHeaderCapacity))
+        // Only a message with more headers than the stack buffer holds is scanned again.
+        if case .failure(let error) = first, error.code == .tooManyHeaders, allowed > stackHeaderCapacity {
+            return scan(raw, framing: framing, limits: limits, headerCapacity: allowed)
+        }
+        return first
+    }
+
+    private static func scan(
+        _ raw: UnsafeRawBufferPointer,
+        framing: Framing,
+        limits: ScanLimits,
+        headerCapacity capacity: Int
+    ) -> Result<MessageStorage, SIPParseError> {
+        withUnsafeTemporaryAllocation(of: csip_header.self, capacity: capacity) { headers in
             var summary = csip_message()
             var headerCount = capacity
             let flags = framing == .stream ? Int32(CSIP_SCAN_STREAM.rawValue) : Int32(CSIP_SCAN_DATAGRAM.rawValue)

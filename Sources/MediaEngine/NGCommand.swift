@@ -1,0 +1,119 @@
+/// An NG request dictionary as the client builds it: entries kept in bencode's key order as they
+/// are set, values written straight into the datagram. A `[String: Bencode]` made a heap copy of
+/// every string value (the SDP among them) and sorted its keys again for every request.
+struct NGCommand {
+    enum Value {
+        case text(String)
+        case integer(Int)
+        case texts([String])
+        case bencode(Bencode)
+    }
+
+    /// Sorted by the keys' bytes, each key once.
+    private(set) var entries: [(key: String, value: Value)] = []
+
+    init(_ command: String) {
+        entries.reserveCapacity(8)
+        entries.append(("command", .text(command)))
+    }
+
+    /// The command of any dictionary (the public `request`): its entries as they are.
+    init(_ message: [String: Bencode]) {
+        entries.reserveCapacity(message.count)
+        for (key, value) in message { self[key] = .bencode(value) }
+    }
+
+    /// The command's name, for errors.
+    var name: String { text("command") ?? "?" }
+
+    /// The `call-id`, when it is text.
+    var callID: String? { text("call-id") }
+
+    private func text(_ key: String) -> String? {
+        switch self[key] {
+        case .text(let text)?: return text
+        case .bencode(let value)?: return value.string
+        default: return nil
+        }
+    }
+
+    subscript(key: String) -> Value? {
+        get {
+            let (index, found) = position(of: key)
+            return found ? entries[index].value : nil
+        }
+        set {
+            let (index, found) = position(of: key)
+            switch (newValue, found) {
+            case (let value?, true): entries[index].value = value
+            case (let value?, false): entries.insert((key, value), at: index)
+            case (nil, true): entries.remove(at: index)
+            case (nil, false): break
+            }
+        }
+    }
+
+    /// Where `key` is, or where it would go.
+    private func position(of key: String) -> (index: Int, found: Bool) {
+        for (index, entry) in entries.enumerated() {
+            if entry.key == key { return (index, true) }
+            if key.utf8.lexicographicallyPrecedes(entry.key.utf8) { return (index, false) }
+        }
+        return (entries.count, false)
+    }
+
+    /// `cookie`, a space and the bencoded dictionary, in one allocation.
+    func datagram(cookie: String) -> [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(cookie.utf8.count + 1 + encodedCount)
+        output.append(contentsOf: cookie.utf8)
+        output.append(UInt8(ascii: " "))
+        output.append(UInt8(ascii: "d"))
+        for (key, value) in entries {
+            Self.appendString(key, to: &output)
+            switch value {
+            case .text(let text): Self.appendString(text, to: &output)
+            case .integer(let integer): Bencode.integer(integer).encode(into: &output)
+            case .texts(let texts):
+                output.append(UInt8(ascii: "l"))
+                for text in texts { Self.appendString(text, to: &output) }
+                output.append(UInt8(ascii: "e"))
+            case .bencode(let bencode): bencode.encode(into: &output)
+            }
+        }
+        output.append(UInt8(ascii: "e"))
+        return output
+    }
+
+    private var encodedCount: Int {
+        var count = 2
+        for (key, value) in entries {
+            count += Self.stringCount(key)
+            switch value {
+            case .text(let text): count += Self.stringCount(text)
+            case .integer(let integer): count += Bencode.integer(integer).encodedCount
+            case .texts(let texts): count += texts.reduce(2) { $0 + Self.stringCount($1) }
+            case .bencode(let bencode): count += bencode.encodedCount
+            }
+        }
+        return count
+    }
+
+    private static func stringCount(_ text: String) -> Int {
+        Bencode.decimalDigits(text.utf8.count) + 1 + text.utf8.count
+    }
+
+    private static func appendString(_ text: String, to output: inout [UInt8]) {
+        output.append(decimal: text.utf8.count)
+        output.append(UInt8(ascii: ":"))
+        output.append(contentsOf: text.utf8)
+    }
+}
+
+extension [UInt8] {
+    /// Appends a non-negative integer in decimal.
+    fileprivate mutating func append(decimal value: Int) {
+        if value >= 10 { append(decimal: value / 10) }
+        append(UInt8(ascii: "0") + UInt8(value % 10))
+    }
+}
