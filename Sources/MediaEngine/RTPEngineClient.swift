@@ -105,7 +105,8 @@ public final class RTPEngineClient {
         let callID: String?
         var attemptsMade: Int
         var waitMilliseconds: Int
-        var timer: LoopTimer?
+        /// When the current attempt is given up on (loop milliseconds).
+        var deadline: UInt64
         let completion: (Result<Reply, MediaEngineError>) -> Void
     }
 
@@ -125,6 +126,12 @@ public final class RTPEngineClient {
     private var sequence: UInt64 = 0
     /// Scratch space for validating replies (see `Bencode.validate`), kept between replies.
     private var replyKeys: [Range<Int>] = []
+    /// Every attempt's deadline, earliest first. An answered request's entry stays until it comes
+    /// up and is then skipped: one re-armed timer instead of a timer made and freed per request.
+    private var deadlines = DeadlineHeap()
+    private var deadlineTimer: LoopTimer?
+    /// The deadline `deadlineTimer` is armed for.
+    private var armedDeadline: UInt64?
 
     /// Opens the control socket on `loop`; may be called from any thread, everything else on the
     /// loop's thread.
@@ -199,9 +206,9 @@ public final class RTPEngineClient {
         let waiting = pending
         pending.removeAll()
         for (_, request) in waiting {
-            request.timer?.cancel()
             request.completion(.failure(closedError(request.command, engine: engines[request.engine].address)))
         }
+        deadlineTimer?.cancel()
         socket.close()
     }
 
@@ -247,8 +254,8 @@ public final class RTPEngineClient {
         let datagram = message.datagram(cookie: cookie)
         var request = PendingRequest(
             command: command, datagram: datagram, engine: engine, callID: callID, attemptsMade: 1,
-            waitMilliseconds: max(configuration.timeoutMilliseconds, 1), timer: nil, completion: completion)
-        request.timer = armTimer(sequence: sequence, milliseconds: request.waitMilliseconds)
+            waitMilliseconds: max(configuration.timeoutMilliseconds, 1), deadline: 0, completion: completion)
+        request.deadline = startDeadline(sequence: sequence, milliseconds: request.waitMilliseconds)
         pending[sequence] = request
         counters.requests += 1
         socket.send(datagram, to: engines[engine].address)
@@ -284,8 +291,37 @@ public final class RTPEngineClient {
         return index
     }
 
-    private func armTimer(sequence: UInt64, milliseconds: Int) -> LoopTimer {
-        loop.scheduleOnce(afterMilliseconds: milliseconds) { [weak self] in self?.timerFired(sequence: sequence) }
+    /// Deadlines fall on a 10 ms grid, rounded up (never early), so that the timer fires at most
+    /// 100 times a second however many requests are waiting.
+    private static let deadlineGrid: UInt64 = 10
+
+    /// Queues the deadline of an attempt `milliseconds` from now and returns it.
+    private func startDeadline(sequence: UInt64, milliseconds: Int) -> UInt64 {
+        let due = loop.nowMilliseconds + UInt64(milliseconds)
+        let deadline = (due + Self.deadlineGrid - 1) / Self.deadlineGrid * Self.deadlineGrid
+        deadlines.push(deadline, sequence)
+        if armedDeadline.map({ deadline < $0 }) ?? true { armDeadlineTimer(for: deadline) }
+        return deadline
+    }
+
+    private func armDeadlineTimer(for deadline: UInt64) {
+        if deadlineTimer == nil {
+            deadlineTimer = loop.makeTimer { [weak self] in self?.deadlinesDue() }
+        }
+        armedDeadline = deadline
+        let now = loop.nowMilliseconds
+        deadlineTimer?.schedule(afterMilliseconds: deadline > now ? Int(deadline - now) : 0)
+    }
+
+    /// Runs every deadline that has come, then waits for the next one.
+    private func deadlinesDue() {
+        armedDeadline = nil
+        let now = loop.nowMilliseconds
+        while let (deadline, sequence) = deadlines.first, deadline <= now {
+            deadlines.removeFirst()
+            if let request = pending[sequence], request.deadline == deadline { timerFired(sequence: sequence) }
+        }
+        if let (deadline, _) = deadlines.first, !isClosed { armDeadlineTimer(for: deadline) }
     }
 
     private func timerFired(sequence: UInt64) {
@@ -293,7 +329,7 @@ public final class RTPEngineClient {
         if request.attemptsMade < configuration.attempts {
             request.attemptsMade += 1
             request.waitMilliseconds = min(request.waitMilliseconds, Int.max / 2) * 2
-            request.timer = armTimer(sequence: sequence, milliseconds: request.waitMilliseconds)
+            request.deadline = startDeadline(sequence: sequence, milliseconds: request.waitMilliseconds)
             pending[sequence] = request
             counters.retransmissions += 1
             socket.send(request.datagram, to: engines[request.engine].address)
@@ -331,7 +367,6 @@ public final class RTPEngineClient {
             return
         }
         pending[sequence] = nil
-        request.timer?.cancel()
         counters.replies += 1
         let engine = engines[request.engine].address
         if engines[request.engine].failedAt != nil {
@@ -411,5 +446,39 @@ public final class RTPEngineClient {
     /// Forgets the engine of `callID` (after its delete).
     func unpin(_ callID: String) {
         pins[callID] = nil
+    }
+}
+
+/// A binary min-heap of (deadline, request sequence) pairs.
+private struct DeadlineHeap {
+    private var entries: [(deadline: UInt64, sequence: UInt64)] = []
+
+    var first: (UInt64, UInt64)? { entries.first.map { ($0.deadline, $0.sequence) } }
+
+    mutating func push(_ deadline: UInt64, _ sequence: UInt64) {
+        entries.append((deadline, sequence))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].deadline < entries[parent].deadline else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func removeFirst() {
+        let last = entries.removeLast()
+        guard !entries.isEmpty else { return }
+        entries[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < entries.count else { break }
+            let right = left + 1
+            let smaller = right < entries.count && entries[right].deadline < entries[left].deadline ? right : left
+            guard entries[smaller].deadline < entries[parent].deadline else { break }
+            entries.swapAt(smaller, parent)
+            parent = smaller
+        }
     }
 }

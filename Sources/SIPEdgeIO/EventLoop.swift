@@ -64,6 +64,12 @@ public final class EventLoop: @unchecked Sendable {
         return timer
     }
 
+    /// A one-shot timer that runs `body` on the loop's thread each time it is armed with
+    /// `schedule(afterMilliseconds:)` and comes due. Not armed yet; keep it, or it is freed.
+    public func makeTimer(_ body: @escaping () -> Void) -> LoopTimer {
+        LoopTimer(loop: self, repeating: false, body: body)
+    }
+
     /// Runs `body` on the loop's thread every `everyMilliseconds` (at least 1) until cancelled.
     @discardableResult
     public func scheduleRepeating(everyMilliseconds: Int, _ body: @escaping () -> Void) -> LoopTimer {

@@ -23,6 +23,13 @@ public final class LoopTimer {
     /// Whether the timer will still fire.
     public var isScheduled: Bool { isArmed }
 
+    /// Arms a one-shot timer to fire once after `milliseconds` (negative counts as 0), in place of
+    /// any firing still pending: one timer re-armed instead of a new one per deadline.
+    public func schedule(afterMilliseconds milliseconds: Int) {
+        precondition(!isRepeating, "a repeating timer keeps its period")
+        arm(milliseconds: max(milliseconds, 0))
+    }
+
     /// Stops the timer; it will not fire again. Safe inside its own body.
     public func cancel() {
         disarm()

@@ -126,6 +126,33 @@ struct EventLoopTests {
         await running.shutdown()
     }
 
+    @Test("a made timer fires once per arming; arming again replaces the pending firing")
+    func reArmedTimer() async throws {
+        let running = try RunningLoop()
+        let loop = running.loop
+        let fired = Recorder<UInt64>()
+        let (start, timer) = try await running.run { () -> (UInt64, LoopBound<LoopTimer>) in
+            let timer = loop.makeTimer { fired.append(loop.nowMilliseconds) }
+            let unarmed = timer.isScheduled
+            timer.schedule(afterMilliseconds: 200)
+            timer.schedule(afterMilliseconds: 40)  // earlier: replaces the 200
+            return (unarmed ? 0 : loop.nowMilliseconds, LoopBound(value: timer))
+        }
+        #expect(start != 0, "a made timer is not armed")
+        #expect(await eventually { fired.count == 1 })
+        #expect(fired.values[0] - start >= 40 && fired.values[0] - start < 200)
+        try await running.run {
+            timer.value.schedule(afterMilliseconds: 30)
+            timer.value.schedule(afterMilliseconds: 80)  // later: replaces the 30
+        }
+        #expect(await eventually { fired.count == 2 })
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(fired.count == 2, "the replaced firings never come")
+        #expect(fired.values[1] - fired.values[0] >= 80)
+        _ = try await running.run { timer.value.cancel() }
+        await running.shutdown()
+    }
+
     @Test("the monotonic clock advances with real time")
     func monotonicClock() async throws {
         let loop = try EventLoop(index: 0)
