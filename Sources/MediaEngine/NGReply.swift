@@ -38,7 +38,7 @@ struct NGReply {
     /// Whether the top-level entry `key` is the byte string `expected`.
     func has(_ key: String, equalTo expected: String) -> Bool {
         guard let value = entry(key, of: root), let content = stringContent(value) else { return false }
-        return bytes[content].elementsEqual(expected.utf8)
+        return bytes.span.bytes.bytes(content, equal: expected)
     }
 
     // MARK: Any value
@@ -46,8 +46,9 @@ struct NGReply {
     /// The entry `key` of a dictionary; nil when absent or when `dictionary` is not one.
     func entry(_ key: String, of dictionary: Value) -> Value? {
         var found: Value?
+        let span = bytes.span.bytes
         forEachEntry(of: dictionary) { name, value in
-            guard bytes[name].elementsEqual(key.utf8) else { return true }
+            guard span.bytes(name, equal: key) else { return true }
             found = value
             return false
         }

@@ -3,8 +3,19 @@
 
 extension RawSpan {
     /// The byte at `offset` (which must be in bounds).
+    @inline(__always)
     func byte(at offset: Int) -> UInt8 {
-        unsafeLoad(fromByteOffset: offset, as: UInt8.self)
+        precondition(offset >= 0 && offset < byteCount, "byte offset out of bounds")
+        return unsafeLoad(fromUncheckedByteOffset: offset, as: UInt8.self)
+    }
+
+    /// Whether the bytes in `range` (which must be in bounds) are exactly `text`'s UTF-8.
+    func bytes(_ range: Range<Int>, equal text: String) -> Bool {
+        var text = text
+        return text.withUTF8 { utf8 in
+            guard utf8.count == range.count else { return false }
+            return extracting(range).withUnsafeBytes { $0.elementsEqual(UnsafeRawBufferPointer(utf8)) }
+        }
     }
 
     /// A copy of the bytes in `range` (which must be in bounds).

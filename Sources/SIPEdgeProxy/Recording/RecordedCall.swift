@@ -1,5 +1,6 @@
 import MediaEngine
 import SIPEdgeConfig
+import SIPEdgeIO
 import SIPRECMetadata
 import SIPRecording
 
@@ -38,7 +39,8 @@ struct CallFields {
     var requestURI: String
     var from: String
     var to: String
-    var source: String
+    /// Where the INVITE came from; written out only for a rule or template that asks.
+    var sourceAddress: SocketAddress
     /// Header lookup by name (case-insensitive), first occurrence.
     var header: (String) -> String?
 
@@ -47,7 +49,7 @@ struct CallFields {
         case .requestURI: return requestURI
         case .from: return from
         case .to: return to
-        case .source: return source
+        case .source: return "\(sourceAddress)"
         case .header(let name): return header(name)
         }
     }

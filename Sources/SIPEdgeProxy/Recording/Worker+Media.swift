@@ -91,7 +91,7 @@ extension Worker {
             requestURI: request.requestURI.map { request.text($0.range) } ?? "",
             from: request.headerValue(.from) ?? "",
             to: request.headerValue(.to) ?? "",
-            source: "\(inbound.source)",
+            sourceAddress: inbound.source,
             header: { name in request.firstHeader(named: name).map { request.text($0.valueRange) } })
     }
 
