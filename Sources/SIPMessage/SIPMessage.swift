@@ -131,6 +131,18 @@ public struct SIPMessage: @unchecked Sendable {
     /// A copy of all the bytes of the message.
     public var bytes: [UInt8] { storage.withBytes { Array($0) } }
 
+    /// A copy of the bytes in `range`, exactly as received (a body, say: `text` would unfold its
+    /// line breaks).
+    public func bytes(_ range: ByteRange) -> [UInt8] {
+        storage.withBytes { Array(UnsafeRawBufferPointer(rebasing: $0[range.offset..<range.end])) }
+    }
+
+    /// Whether the bytes in `range` start with `literal`, ignoring ASCII case.
+    public func hasPrefixIgnoringCase(_ range: ByteRange, _ literal: String) -> Bool {
+        let count = literal.utf8.count
+        return range.count >= count && equalsIgnoringCase(ByteRange(offset: range.offset, count: count), literal)
+    }
+
     /// The text in `range`, with folded continuation lines turned into single spaces.
     public func text(_ range: ByteRange) -> String {
         storage.withBytes { raw in

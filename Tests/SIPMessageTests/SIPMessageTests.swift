@@ -174,6 +174,20 @@ struct SIPMessageTests {
         }
     }
 
+    @Test func bodyBytesComeAsReceived() throws {
+        let body = "v=0\r\n s=folded?\r\nm=audio 4000 RTP/AVP 0\r\n"
+        let text = "INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Type: Application/SDP;x=1\r\n"
+            + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+        let message = try SIPMessage(parsing: text)
+        #expect(message.bytes(message.bodyRange) == Array(body.utf8), "no unfolding inside a body")
+        #expect(message.text(message.bodyRange) != body, "text unfolds what looks like a continuation line")
+        let type = try #require(message.firstHeader(.contentType)).valueRange
+        #expect(message.hasPrefixIgnoringCase(type, "application/sdp"))
+        #expect(message.hasPrefixIgnoringCase(type, "APPLICATION/SDP;X=1"))
+        #expect(!message.hasPrefixIgnoringCase(type, "application/sdp;x=12"), "longer than the value")
+        #expect(!message.hasPrefixIgnoringCase(type, "application/sdq"))
+    }
+
     @Test func headerLookupWorksPastTheFirstIndexTable() throws {
         let filler = (0..<300).map { "X-Filler-\($0): x\r\n" }.joined()
         let text = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" + filler

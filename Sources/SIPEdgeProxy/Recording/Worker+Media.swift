@@ -117,10 +117,10 @@ extension Worker {
 
     /// The SDP of a message whose Content-Type is application/sdp.
     static func sdpBody(of message: SIPMessage) -> [UInt8]? {
-        guard message.bodyRange.count > 0, let type = message.headerValue(.contentType),
-            type.lowercased().hasPrefix("application/sdp")
+        guard message.bodyRange.count > 0, let type = message.firstHeader(.contentType),
+            message.hasPrefixIgnoringCase(type.valueRange, "application/sdp")
         else { return nil }
-        return Array(message.text(message.bodyRange).utf8)
+        return message.bytes(message.bodyRange)
     }
 
     // MARK: Answers

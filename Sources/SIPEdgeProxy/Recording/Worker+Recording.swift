@@ -494,7 +494,7 @@ extension Worker {
             learnDialog(from: response, headers: inbound.headers, driver: driver)
             sendACK(driver, transaction: transaction)
             driver.answerSDP = MultipartBody.sdp(
-                of: Array(response.text(response.bodyRange).utf8), contentType: response.headerValue(.contentType)
+                of: response.bytes(response.bodyRange), contentType: response.headerValue(.contentType)
             ).map { String(decoding: $0, as: UTF8.self) }
         }
         switch transaction.purpose {
@@ -616,7 +616,7 @@ extension Worker {
                 send(request.makeResponse(statusCode: 481, reasonPhrase: "Call/Transaction Does Not Exist", toTag: localTag), to: inbound.replyHop)
                 return
             }
-            if let sdp = MultipartBody.sdp(of: Array(request.text(request.bodyRange).utf8), contentType: request.headerValue(.contentType)) {
+            if let sdp = MultipartBody.sdp(of: request.bytes(request.bodyRange), contentType: request.headerValue(.contentType)) {
                 driver.answerSDP = String(decoding: sdp, as: UTF8.self)
                 answerMedia(driver)
             }
