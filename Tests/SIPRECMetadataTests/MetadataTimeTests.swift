@@ -29,9 +29,16 @@ struct MetadataTimeTests {
 
     @Test("now() is the wall clock")
     func now() {
-        let before = Int64(time(nil)) * 1000
+        // Not time(): glibc reads it from the coarse clock, which can still show the last second
+        // for a few milliseconds after CLOCK_REALTIME has moved on (a flaky bound).
+        func realtimeMilliseconds() -> Int64 {
+            var clock = timespec()
+            clock_gettime(CLOCK_REALTIME, &clock)
+            return Int64(clock.tv_sec) * 1000 + Int64(clock.tv_nsec) / 1_000_000
+        }
+        let before = realtimeMilliseconds()
         let now = MetadataTime.now().millisecondsSinceEpoch
-        let after = Int64(time(nil)) * 1000 + 1000
+        let after = realtimeMilliseconds()
         #expect(before <= now && now <= after)
     }
 
