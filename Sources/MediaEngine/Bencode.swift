@@ -71,7 +71,9 @@ public enum Bencode: Sendable, Hashable {
         case .bytes(let bytes): return Self.decimalDigits(bytes.count) + 1 + bytes.count
         case .list(let elements): return elements.reduce(2) { $0 + $1.encodedCount }
         case .dictionary(let entries):
-            return entries.reduce(2) { $0 + Self.decimalDigits($1.key.utf8.count) + 1 + $1.key.utf8.count + $1.value.encodedCount }
+            return entries.reduce(2) { count, entry in
+                count + Self.decimalDigits(entry.key.utf8.count) + 1 + entry.key.utf8.count + entry.value.encodedCount
+            }
         }
     }
 

@@ -45,8 +45,8 @@ public struct MetadataID: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Random identifiers for one thread, cut from blocks of the system's cryptographic randomness:
-/// one `getrandom` call (through `arc4random_buf`) for 64 ids, where ``MetadataID/random()`` makes two for each. A recorded
-/// call needs about six.
+/// one `getrandom` call (through `arc4random_buf`) for 64 ids, where ``MetadataID/random()``
+/// makes two for each. A recorded call needs about six.
 public struct MetadataIDSource {
     private static let blockSize = 1024
     private var block = [UInt8](repeating: 0, count: MetadataIDSource.blockSize)
