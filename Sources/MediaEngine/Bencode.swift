@@ -68,17 +68,22 @@ public enum Bencode: Sendable, Hashable {
     var encodedCount: Int {
         switch self {
         case .integer(let value): return 2 + Self.decimalDigits(value)
-        case .bytes(let bytes): return Self.decimalDigits(bytes.count) + 1 + bytes.count
+        case .bytes(let bytes): return Self.encodedStringCount(bytes.count)
         case .list(let elements): return elements.reduce(2) { $0 + $1.encodedCount }
         case .dictionary(let entries):
             return entries.reduce(2) { count, entry in
-                count + Self.decimalDigits(entry.key.utf8.count) + 1 + entry.key.utf8.count + entry.value.encodedCount
+                count + Self.encodedStringCount(entry.key.utf8.count) + entry.value.encodedCount
             }
         }
     }
 
+    /// The length of a byte string of `byteCount` bytes once encoded (`length:bytes`).
+    static func encodedStringCount(_ byteCount: Int) -> Int {
+        decimalDigits(byteCount) + 1 + byteCount
+    }
+
     /// Characters of `value` in decimal, with its sign.
-    static func decimalDigits(_ value: Int) -> Int {
+    private static func decimalDigits(_ value: Int) -> Int {
         var count = value < 0 ? 2 : 1
         var rest = value
         while rest <= -10 || rest >= 10 {
@@ -111,7 +116,7 @@ public enum Bencode: Sendable, Hashable {
         }
     }
 
-    private static func appendString(_ bytes: some Collection<UInt8>, to output: inout [UInt8]) {
+    static func appendString(_ bytes: some Collection<UInt8>, to output: inout [UInt8]) {
         output.append(contentsOf: String(bytes.count).utf8)
         output.append(UInt8(ascii: ":"))
         output.append(contentsOf: bytes)

@@ -12,8 +12,10 @@ struct NGCommand {
     /// Sorted by the keys' bytes, each key once.
     private(set) var entries: [(key: String, value: Value)] = []
 
-    init(_ command: String) {
+    /// A command, with the call it is about.
+    init(_ command: String, callID: String? = nil) {
         entries.reserveCapacity(8)
+        if let callID { entries.append(("call-id", .text(callID))) }  // "call-id" < "command"
         entries.append(("command", .text(command)))
     }
 
@@ -70,13 +72,13 @@ struct NGCommand {
         output.append(UInt8(ascii: " "))
         output.append(UInt8(ascii: "d"))
         for (key, value) in entries {
-            Self.appendString(key, to: &output)
+            Bencode.appendString(key.utf8, to: &output)
             switch value {
-            case .text(let text): Self.appendString(text, to: &output)
+            case .text(let text): Bencode.appendString(text.utf8, to: &output)
             case .integer(let integer): Bencode.integer(integer).encode(into: &output)
             case .texts(let texts):
                 output.append(UInt8(ascii: "l"))
-                for text in texts { Self.appendString(text, to: &output) }
+                for text in texts { Bencode.appendString(text.utf8, to: &output) }
                 output.append(UInt8(ascii: "e"))
             case .bencode(let bencode): bencode.encode(into: &output)
             }
@@ -88,32 +90,14 @@ struct NGCommand {
     private var encodedCount: Int {
         var count = 2
         for (key, value) in entries {
-            count += Self.stringCount(key)
+            count += Bencode.encodedStringCount(key.utf8.count)
             switch value {
-            case .text(let text): count += Self.stringCount(text)
+            case .text(let text): count += Bencode.encodedStringCount(text.utf8.count)
             case .integer(let integer): count += Bencode.integer(integer).encodedCount
-            case .texts(let texts): count += texts.reduce(2) { $0 + Self.stringCount($1) }
+            case .texts(let texts): count += texts.reduce(2) { $0 + Bencode.encodedStringCount($1.utf8.count) }
             case .bencode(let bencode): count += bencode.encodedCount
             }
         }
         return count
-    }
-
-    private static func stringCount(_ text: String) -> Int {
-        Bencode.decimalDigits(text.utf8.count) + 1 + text.utf8.count
-    }
-
-    private static func appendString(_ text: String, to output: inout [UInt8]) {
-        output.append(decimal: text.utf8.count)
-        output.append(UInt8(ascii: ":"))
-        output.append(contentsOf: text.utf8)
-    }
-}
-
-extension [UInt8] {
-    /// Appends a non-negative integer in decimal.
-    fileprivate mutating func append(decimal value: Int) {
-        if value >= 10 { append(decimal: value / 10) }
-        append(UInt8(ascii: "0") + UInt8(value % 10))
     }
 }

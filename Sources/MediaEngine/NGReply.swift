@@ -35,12 +35,6 @@ struct NGReply {
         entry(key, of: root).flatMap(string)
     }
 
-    /// Whether the top-level entry `key` is the byte string `expected`.
-    func has(_ key: String, equalTo expected: String) -> Bool {
-        guard let value = entry(key, of: root), let content = stringContent(value) else { return false }
-        return bytes.span.bytes.bytes(content, equal: expected)
-    }
-
     // MARK: Any value
 
     /// The entry `key` of a dictionary; nil when absent or when `dictionary` is not one.

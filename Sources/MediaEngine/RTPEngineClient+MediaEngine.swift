@@ -9,33 +9,38 @@ extension RTPEngineClient: MediaEngine {
         callID: String, fromTag: String, sdp: String, flags: [String],
         completion: @escaping (Result<String, MediaEngineError>) -> Void
     ) {
-        var command = NGCommand("offer")
-        command["call-id"] = .text(callID)
+        var command = NGCommand("offer", callID: callID)
         command["from-tag"] = .text(fromTag)
-        command["sdp"] = .text(sdp)
-        command["replace"] = Self.replacedLines
-        NGOptions.apply(flags, to: &command)
-        send(command, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "offer")) }
+        exchangeSDP(command, callID: callID, sdp: sdp, flags: flags, completion: completion)
     }
 
     public func answer(
         callID: String, fromTag: String, toTag: String, sdp: String, flags: [String],
         completion: @escaping (Result<String, MediaEngineError>) -> Void
     ) {
-        var command = NGCommand("answer")
-        command["call-id"] = .text(callID)
+        var command = NGCommand("answer", callID: callID)
         command["from-tag"] = .text(fromTag)
         command["to-tag"] = .text(toTag)
+        exchangeSDP(command, callID: callID, sdp: sdp, flags: flags, completion: completion)
+    }
+
+    /// An offer or answer for a call: the SDP, the engine's own o= and session c= lines, and the
+    /// flags; the reply's SDP is the result.
+    private func exchangeSDP(
+        _ command: NGCommand, callID: String, sdp: String, flags: [String],
+        completion: @escaping (Result<String, MediaEngineError>) -> Void
+    ) {
+        var command = command
         command["sdp"] = .text(sdp)
         command["replace"] = Self.replacedLines
         NGOptions.apply(flags, to: &command)
-        send(command, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: "answer")) }
+        let name = command.name
+        send(command, route: .call(callID)) { [self] in completion(sdpOfReply($0, command: name)) }
     }
 
     /// Deletes the whole call (`delete delay` 0) and forgets its engine, whatever the outcome.
     public func delete(callID: String, completion: @escaping (Result<Void, MediaEngineError>) -> Void) {
-        var command = NGCommand("delete")
-        command["call-id"] = .text(callID)
+        var command = NGCommand("delete", callID: callID)
         command["delete delay"] = .integer(0)
         send(command, route: .callIfPinned(callID)) { [self] result in
             unpin(callID)
@@ -47,8 +52,7 @@ extension RTPEngineClient: MediaEngine {
         callID: String, subscriptionTag: String, flags: [String], mediaAddress: String?,
         completion: @escaping (Result<Subscription, MediaEngineError>) -> Void
     ) {
-        var command = NGCommand("subscribe request")
-        command["call-id"] = .text(callID)
+        var command = NGCommand("subscribe request", callID: callID)
         command["to-tag"] = .text(subscriptionTag)
         if let mediaAddress { command["media address"] = .text(mediaAddress) }
         NGOptions.apply(flags, base: ["all", "siprec"], to: &command)
@@ -66,8 +70,7 @@ extension RTPEngineClient: MediaEngine {
         callID: String, subscriptionTag: String, sdp: String, flags: [String],
         completion: @escaping (Result<Void, MediaEngineError>) -> Void
     ) {
-        var command = NGCommand("subscribe answer")
-        command["call-id"] = .text(callID)
+        var command = NGCommand("subscribe answer", callID: callID)
         command["to-tag"] = .text(subscriptionTag)
         command["sdp"] = .text(sdp)
         NGOptions.apply(flags, base: ["allow transcoding"], to: &command)
@@ -77,8 +80,7 @@ extension RTPEngineClient: MediaEngine {
     public func unsubscribe(
         callID: String, subscriptionTag: String, completion: @escaping (Result<Void, MediaEngineError>) -> Void
     ) {
-        var command = NGCommand("unsubscribe")
-        command["call-id"] = .text(callID)
+        var command = NGCommand("unsubscribe", callID: callID)
         command["to-tag"] = .text(subscriptionTag)
         send(command, route: .call(callID)) { completion($0.map { _ in () }) }
     }
@@ -108,7 +110,7 @@ extension RTPEngineClient: MediaEngine {
         send(NGCommand("ping"), route: .engine(engine)) { [self] result in
             completion(
                 result.flatMap { reply in
-                    reply.body.has("result", equalTo: "pong")
+                    reply.body.string("result") == "pong"
                         ? .success(()) : .failure(malformedReply("ping", engine: reply.engine, "result is not pong"))
                 })
         }
@@ -134,9 +136,7 @@ extension RTPEngineClient: MediaEngine {
     /// The engine's whole `query` reply for a call (tags, streams, packet counters), from the
     /// call's engine, or the next engine when the call is not pinned (nothing is pinned).
     public func query(callID: String, completion: @escaping (Result<Bencode, MediaEngineError>) -> Void) {
-        var command = NGCommand("query")
-        command["call-id"] = .text(callID)
-        send(command, route: .callIfPinned(callID)) {
+        send(NGCommand("query", callID: callID), route: .callIfPinned(callID)) {
             completion($0.map(\.message))
         }
     }

@@ -388,13 +388,12 @@ public final class RTPEngineClient {
             request.completion(.failure(malformed(request.command, engine, "\(error)")))
             return
         }
-        let isSuccess = reply.has("result", equalTo: "ok") || reply.has("result", equalTo: "pong")
-        guard isSuccess else {
-            guard let result = reply.string("result") else {
-                counters.malformedReplies += 1
-                request.completion(.failure(malformed(request.command, engine, "no result in the reply")))
-                return
-            }
+        guard let result = reply.string("result") else {
+            counters.malformedReplies += 1
+            request.completion(.failure(malformed(request.command, engine, "no result in the reply")))
+            return
+        }
+        guard result == "ok" || result == "pong" else {
             counters.engineErrors += 1
             let reason = reply.string("error-reason") ?? result
             let error = MediaEngineError(code: .engineError, command: request.command, engine: engine, reason: reason)

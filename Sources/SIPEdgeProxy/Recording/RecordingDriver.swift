@@ -19,15 +19,16 @@ final class RecordingDriver {
         var callIDKey: UInt64
         var localTag: String
         var cseq: UInt32 = 1
-        var remoteTag: String?
+        var remoteTag: String? {
+            didSet { dialogLines = [] }  // To gains the tag
+        }
         /// Where in-dialog requests go: the SRS's Contact, through its Record-Route set.
         var remoteTarget: String
         var routeSet: [String] = []
         var hop: Hop?
-        /// From, To and Call-ID as every request of the leg carries them; empty until first used.
+        /// From, To and Call-ID as every request of the leg carries them; empty until first used
+        /// and again when the SRS's tag changes.
         var dialogLines: [UInt8] = []
-        /// Whether `dialogLines` has the SRS's tag in To.
-        var dialogLinesHaveRemoteTag = false
     }
 
     /// Strong: a session outlives its call's dialog (final metadata, BYE, retransmissions). The

@@ -314,12 +314,12 @@ extension Worker {
 
     /// From, To, Call-ID, CSeq and the route set of a request in the session's current leg.
     private func appendDialogHeaders(_ driver: RecordingDriver, method: String, cseq: UInt32, to output: inout [UInt8]) {
-        guard let leg = driver.leg else { return }
-        if leg.dialogLines.isEmpty || leg.dialogLinesHaveRemoteTag != (leg.remoteTag != nil) {
-            driver.leg?.dialogLines = dialogLines(leg, driver: driver)
-            driver.leg?.dialogLinesHaveRemoteTag = leg.remoteTag != nil
+        guard var leg = driver.leg else { return }
+        if leg.dialogLines.isEmpty {
+            leg.dialogLines = dialogLines(leg, driver: driver)
+            driver.leg = leg
         }
-        output.append(contentsOf: driver.leg?.dialogLines ?? [])
+        output.append(contentsOf: leg.dialogLines)
         output.append(ascii: "CSeq: ")
         output.append(decimal: Int(cseq))
         output.append(UInt8(ascii: " "))
@@ -333,7 +333,7 @@ extension Worker {
     }
 
     /// The From, To and Call-ID lines every request of a leg repeats: built once per leg, and
-    /// again when the SRS's tag is learned.
+    /// again once the SRS's tag is learned.
     private func dialogLines(_ leg: RecordingDriver.Leg, driver: RecordingDriver) -> [UInt8] {
         let srs = driver.instance.srs[leg.srsIndex]
         var lines: [UInt8] = []
