@@ -431,8 +431,12 @@ public final class ReplaySRS {
             callID: transaction.callID, localTag: Self.randomToken(prefix: "srs"),
             remoteTag: headers.fromTag.map { request.text($0) } ?? "", sdpSessionID: UInt64.random(in: 1...(1 << 40)),
             peer: peer)
+        guard let offer = body.sdp else {
+            finalResponse(transaction, status: 400, reason: "Missing application/sdp part", isReject: true)
+            return
+        }
         let answer: String
-        switch sdpAnswer(offer: body.sdp, sessionID: session.sdpSessionID, version: session.sdpVersion) {
+        switch sdpAnswer(offer: offer, sessionID: session.sdpSessionID, version: session.sdpVersion) {
         case .success(let text): answer = text
         case .failure(let problem):
             finalResponse(transaction, status: 488, reason: problem.reason, isReject: true)
@@ -490,6 +494,12 @@ public final class ReplaySRS {
                     rejectInDialog(request, isInvite: isInvite, key: key, nonInviteKey: nonInviteKey, peer: peer, problem.status, problem.reason)
                     return
                 }
+            }
+            if offer == nil, !isInvite {
+                // An UPDATE without an offer (metadata alone): its 200 carries no SDP (RFC 3311 §5.2).
+                statistics.updatesAnswered += 1
+                respond(request, peer: peer, status: 200, reason: "OK", key: nonInviteKey, extra: contactLine(peer))
+                return
             }
             let version = session.sdpVersion + 1
             var answer = session.answer
@@ -701,7 +711,8 @@ public final class ReplaySRS {
     }
 
     struct RecordingBody {
-        var sdp: String
+        /// The offer; nil for metadata alone (an in-dialog update that changes no media).
+        var sdp: String?
         var hasMetadata: Bool
     }
 
@@ -719,6 +730,11 @@ public final class ReplaySRS {
             mediaType = try MultipartBody.mediaType(of: contentType)
         } catch {
             return .failure(BodyProblem(status: 400, reason: "Bad Content-Type: \(error.messages.joined(separator: "; "))"))
+        }
+        if mediaType == "application/rs-metadata+xml" || mediaType == "application/rs-metadata" {
+            // Metadata alone (RFC 7866 §9.1): an update inside a session, never its first INVITE.
+            guard !requireMetadata else { return .failure(BodyProblem(status: 400, reason: "Missing application/sdp part")) }
+            return .success(RecordingBody(sdp: nil, hasMetadata: true))
         }
         if mediaType == "application/sdp" {
             if requireMetadata {

@@ -103,6 +103,11 @@ public struct RecordingMetadata: Sendable, Equatable {
     /// declaration. Throws when a raw XML fragment is not well-formed, the group id is not
     /// base64, or a stream names a sender that is not in `participants`.
     public func render() throws(MetadataError) -> String {
+        String(decoding: try renderBytes(), as: UTF8.self)
+    }
+
+    /// ``render()`` as UTF-8 bytes, ready for a message body without another copy.
+    public func renderBytes() throws(MetadataError) -> [UInt8] {
         try checkReferences()
         let fragments = try ParsedFragments(of: self)
         defer { withExtendedLifetime(fragments.tree) {} }
@@ -141,11 +146,11 @@ public struct RecordingMetadata: Sendable, Equatable {
     }
 
     /// The document, written front to back; nil when libxml2 failed to write.
-    private func write(_ fragments: ParsedFragments) -> String? {
+    private func write(_ fragments: ParsedFragments) -> [UInt8]? {
         XMLWriter.writing { xml in write(fragments, to: &xml) }
     }
 
-    private func write(_ fragments: ParsedFragments, to xml: inout XMLWriter) -> String? {
+    private func write(_ fragments: ParsedFragments, to xml: inout XMLWriter) -> [UInt8]? {
         xml.declaration()
         xml.startElement("recording")
         xml.attribute("xmlns", Self.namespace)

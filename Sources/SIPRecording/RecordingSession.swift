@@ -5,7 +5,9 @@
 ///
 /// Media follows the rtpengine 10.5 flow (subscribe request → INVITE → 2xx → subscribe answer):
 /// pause is unsubscribe plus a re-INVITE with `a=inactive`, resume and refresh are a new subscribe
-/// request (same subscription tag) plus a re-INVITE with the new offer.
+/// request (same subscription tag) plus a re-INVITE with the new offer. The final metadata, which
+/// changes no media, goes in an UPDATE when the SRS's 2xx allowed one (RFC 7866 §9.1, RFC 3311),
+/// otherwise in a re-INVITE with the last offer.
 public struct RecordingSession: Sendable {
     public enum Phase: Hashable, Sendable {
         /// Created with the call; the call is not answered yet.
@@ -31,8 +33,10 @@ public struct RecordingSession: Sendable {
     public private(set) var callOnHold = false
     /// Whether the fork is stopped (unsubscribed) and the SRS was told `a=inactive`.
     public private(set) var isMediaPaused = false
-    /// A re-INVITE toward the SRS is pending; only one at a time (RFC 3261 §14.1).
+    /// A re-INVITE or UPDATE toward the SRS is pending; only one at a time (RFC 3261 §14.1).
     public private(set) var updateInFlight: SessionUpdate?
+    /// The SRS's 2xx listed UPDATE in Allow: the final metadata needs no re-INVITE.
+    public private(set) var srsAllowsUpdate = false
     /// A further update was asked for while one was pending.
     private var updateQueued = false
     /// The call ended while a message to the SRS was pending.
@@ -136,11 +140,13 @@ public struct RecordingSession: Sendable {
         return callIsOver ? [.cancelInvite] : []
     }
 
-    /// A 2xx to the initial INVITE of `attempt`. The owner ACKs every 2xx itself (§13.2.2.4), and
-    /// BYEs the answer of a stale attempt (one given up after a timeout).
-    public mutating func inviteAccepted(attempt: Int) -> [RecordingAction] {
+    /// A 2xx to the initial INVITE of `attempt`; `allowsUpdate` says whether its Allow header
+    /// lists UPDATE. The owner ACKs every 2xx itself (§13.2.2.4), and BYEs the answer of a stale
+    /// attempt (one given up after a timeout).
+    public mutating func inviteAccepted(attempt: Int, allowsUpdate: Bool = false) -> [RecordingAction] {
         guard phase == .inviting, attempt == self.attempt else { return [] }
         timerGeneration += 1  // the no-answer timer
+        srsAllowsUpdate = allowsUpdate
         if callIsOver {
             phase = .finished(.stopped(.callEnded))
             return [.sendBYE, .report(.started(srs: attempt)), .report(.stopped(.callEnded))]
@@ -159,8 +165,8 @@ public struct RecordingSession: Sendable {
         return failOver(reason)
     }
 
-    /// A final response to the pending re-INVITE: `statusCode` 2xx, or the failure.
-    public mutating func reInviteCompleted(statusCode: Int) -> [RecordingAction] {
+    /// A final response to the pending re-INVITE or UPDATE: `statusCode` 2xx, or the failure.
+    public mutating func updateCompleted(statusCode: Int) -> [RecordingAction] {
         guard let update = updateInFlight else { return [] }
         updateInFlight = nil
         var actions: [RecordingAction] = []
@@ -295,7 +301,7 @@ public struct RecordingSession: Sendable {
         updateInFlight = .finalMetadata
         timerGeneration += 1
         return [
-            .sendReInvite(.finalMetadata),
+            srsAllowsUpdate ? .sendMetadataUpdate : .sendReInvite(.finalMetadata),
             .startTimer(.finalMetadata(generation: timerGeneration), milliseconds: settings.finalMetadataMilliseconds),
         ]
     }
@@ -315,7 +321,7 @@ public struct RecordingSessionSettings: Hashable, Sendable {
     /// once for every code); a timeout counts as 408.
     public var skipFailoverCodes: Set<Int>
     public var pauseOnHold: Bool
-    /// How long the BYE waits for the answer to the final metadata.
+    /// How long the BYE waits for the answer to the final metadata's re-INVITE or UPDATE.
     public var finalMetadataMilliseconds: Int
 
     public init(noAnswerMilliseconds: [Int], skipFailoverCodes: Set<Int> = [], pauseOnHold: Bool = true, finalMetadataMilliseconds: Int = 2000) {
@@ -343,14 +349,19 @@ public enum RecordingAction: Hashable, Sendable {
     /// Stop retransmitting the pending initial INVITE and forget it (no provisional yet, so no CANCEL);
     /// a late 2xx is ACKed and BYEd by the owner.
     case abandonInvite
+    /// A re-INVITE with a metadata snapshot and the offer the update calls for; report its final
+    /// response with `updateCompleted`.
     case sendReInvite(SessionUpdate)
+    /// An UPDATE whose body is only the final metadata snapshot (the SRS allows UPDATE); report its
+    /// final response with `updateCompleted`.
+    case sendMetadataUpdate
     case sendBYE
     case startTimer(RecordingTimer, milliseconds: Int)
     /// Something to log and count.
     case report(RecordingEvent)
 }
 
-/// Why a re-INVITE goes to the SRS.
+/// Why a re-INVITE (or, for the final metadata, an UPDATE) goes to the SRS.
 public enum SessionUpdate: Hashable, Sendable {
     /// The fresh offer (`a=sendonly`) and a complete metadata snapshot: resume, or a changed call.
     case refresh

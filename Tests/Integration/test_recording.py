@@ -72,6 +72,45 @@ def test_recorded_call_anchors_media_and_forks_it_to_the_srs(rec):
     assert_cleaned_up(rec, {"started": 1, "failed": 0, "failovers": 0})
 
 
+def test_srs_allowing_update_gets_the_final_metadata_in_an_update(rec):
+    """An SRS whose 200 lists UPDATE in Allow: when the call ends it gets the final metadata alone
+    in an UPDATE inside the recording session (application/rs-metadata+xml, Content-Disposition
+    recording-session, valid, with the session's stop-time and both participants'
+    disassociate-times), and no re-INVITE; the BYE follows the UPDATE's 200."""
+    srs = rec.srs("srs_update.xml")
+    call = rec.call(rec.flags([srs]))
+    rec.bench.finish_calls(call.uac, call.uas, srs.sipp)
+
+    invite = the_invite(srs)
+    assert_srs_invite(invite, srs, rec.proxy_port, call)
+    assert_srs_acked(srs, invite)
+    assert len(srs.invites()) == 1, "a re-INVITE reached the SRS"
+    updates = requests(srs.received(), "UPDATE")
+    assert len({u.value("CSeq") for u in updates}) == 1, f"{len(updates)} UPDATEs at the SRS"
+    update = updates[0]
+    assert_in_dialog(update, invite, srs_ok(srs), "UPDATE")
+    assert update.value("Content-Type") == "application/rs-metadata+xml"
+    assert update.value("Content-Disposition") == "recording-session"
+    assert update.value("Require") is None and update.value("Contact") is None
+    bye_sent = call.sent_time(call.uac, "BYE")
+    assert bye_sent - 0.05 <= srs.time_of(update) <= bye_sent + SRS_SIGNALLING_S
+    valid, output = siprec.validate_metadata(update.body, rec.work_dir, "update")
+    assert valid, output
+    final = siprec.parse_metadata(update.body)
+    first_metadata = siprec.parse_metadata(siprec.recording_body(invite).metadata_xml)
+    assert final.sessions[0][:2] == first_metadata.sessions[0][:2], "another session in the UPDATE"
+    assert final.sessions[0][2].find(f"{{{siprec.NS}}}stop-time") is not None, "no stop-time"
+    disassociated = [a for a in final.participant_session_assocs
+                     if a.find(f"{{{siprec.NS}}}disassociate-time") is not None]
+    assert len(disassociated) == 2, "a participant without disassociate-time"
+
+    assert_recording_ended(srs, invite, bye_sent, rec.work_dir)
+    bye = recording.srs_byes(srs)[0]
+    assert int(bye.value("CSeq").split()[0]) == int(update.value("CSeq").split()[0]) + 1
+    assert srs.time_of(bye) >= srs.time_of(update)
+    assert_cleaned_up(rec, {"started": 1, "failed": 0})
+
+
 def test_callee_hangs_up_a_recorded_call(rec):
     srs = rec.srs()
     call = rec.call(rec.flags([srs]), uac="uac_rtp_callee_bye.xml", uas="uas_rtp_callee_bye.xml")

@@ -252,10 +252,11 @@ def assert_calls_completed(report: dict, calls: int) -> None:
 @pytest.mark.recording
 def test_recorded_replay_through_the_proxy_and_rtpengine(bench):
     # Every replayed call is anchored at rtpengine and recorded to sip-replay's SRS: one recording
-    # session per call, its INVITE with metadata, ACKed, a last re-INVITE (stop-time metadata),
+    # session per call, its INVITE with metadata, ACKed, a last UPDATE (stop-time metadata alone:
+    # the replay's SRS lists UPDATE in its 200's Allow),
     # ended by BYE; nothing left active at the SRS, the proxy or rtpengine.
     # Each call is held 300 ms after its ACK, so its recording is up (answered, ACKed) before the
-    # call's BYE: then the proxy ends it with a re-INVITE carrying stop-time, then a BYE. (Calls
+    # call's BYE: then the proxy ends it with an UPDATE carrying stop-time, then a BYE. (Calls
     # that end within a millisecond of their answer race the recording's start.)
     calls = 20
     status, report, stderr, rec = recorded_replay(bench, calls=calls, rate=20, extra=["--hold-ms", "300"])
@@ -265,9 +266,10 @@ def test_recorded_replay_through_the_proxy_and_rtpengine(bench):
     assert srs["sessionsOffered"] == srs["sessionsAnswered"] == calls, srs
     assert srs["sessionsEndedByBye"] == srs["sessionsAnswered"], srs
     assert srs["sessionsWithoutACK"] == 0 and srs["sessionsCancelled"] == 0, srs
-    # The initial INVITE and the last re-INVITE (stop-time) of each session carry metadata.
-    assert srs["reInvitesAnswered"] == calls, srs
-    assert srs["metadataPartsSeen"] == srs["sessionsOffered"] + srs["reInvitesAnswered"], srs
+    # The initial INVITE and the last UPDATE (stop-time) of each session carry metadata; no
+    # re-INVITE, since the final metadata changes no media.
+    assert srs["updatesAnswered"] == calls and srs["reInvitesAnswered"] == 0, srs
+    assert srs["metadataPartsSeen"] == srs["sessionsOffered"] + srs["updatesAnswered"], srs
     assert srs["metadataPartsMissing"] == 0, srs
     assert srs["activeSessions"] == 0, srs
     assert 2 <= srs["peakActiveSessions"] <= calls, srs  # 300 ms calls starting every 50 ms

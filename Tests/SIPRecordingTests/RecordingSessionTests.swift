@@ -137,33 +137,70 @@ import Testing
         let end = session.callEnded()
         #expect(end == [.sendReInvite(.finalMetadata), .startTimer(.finalMetadata(generation: 3), milliseconds: 2000)])
         #expect(session.phase == .finishing)
-        #expect(session.reInviteCompleted(statusCode: 200) == [.sendBYE, .report(.stopped(.callEnded))])
+        #expect(session.updateCompleted(statusCode: 200) == [.sendBYE, .report(.stopped(.callEnded))])
         #expect(session.phase == .finished(.stopped(.callEnded)))
         #expect(session.timerFired(.finalMetadata(generation: 3)) == [])
+    }
+
+    @Test func srsAllowingUpdateGetsTheFinalMetadataInAnUpdate() {
+        var session = RecordingSession(settings: Self.twoRecorders, randomSeed: 1)
+        _ = session.callAnswered()
+        _ = session.subscribeCompleted(succeeded: true)
+        #expect(session.inviteAccepted(attempt: 0, allowsUpdate: true) == [.answerMedia, .report(.started(srs: 0))])
+        #expect(session.srsAllowsUpdate)
+        // Media changes still go in re-INVITEs (they carry an offer); only the final metadata is an UPDATE.
+        #expect(session.callMediaChanged(onHold: true) == [.unsubscribe, .sendReInvite(.pause), .report(.paused)])
+        #expect(session.updateCompleted(statusCode: 200) == [])
+        let end = session.callEnded()
+        #expect(end == [.sendMetadataUpdate, .startTimer(.finalMetadata(generation: 3), milliseconds: 2000)])
+        #expect(session.updateInFlight == .finalMetadata)
+        #expect(session.updateCompleted(statusCode: 200) == [.sendBYE, .report(.stopped(.callEnded))])
+        #expect(session.phase == .finished(.stopped(.callEnded)))
+    }
+
+    @Test func rejectedMetadataUpdateStillEndsWithBye() {
+        var session = RecordingSession(settings: Self.twoRecorders, randomSeed: 1)
+        _ = session.callAnswered()
+        _ = session.subscribeCompleted(succeeded: true)
+        _ = session.inviteAccepted(attempt: 0, allowsUpdate: true)
+        #expect(session.callEnded().first == .sendMetadataUpdate)
+        #expect(session.updateCompleted(statusCode: 501) == [.sendBYE, .report(.stopped(.callEnded))])
+    }
+
+    @Test func updateAllowedByAFailedAttemptDoesNotCarryOver() {
+        // Only the 2xx of the attempt that was accepted counts: SRS 0 timed out, SRS 1 says nothing of UPDATE.
+        var session = RecordingSession(settings: Self.twoRecorders, randomSeed: 1)
+        _ = session.callAnswered()
+        _ = session.subscribeCompleted(succeeded: true)
+        #expect(session.inviteAccepted(attempt: 1, allowsUpdate: true) == [], "not the pending attempt")
+        _ = session.inviteFailed(attempt: 0, reason: .status(503))
+        _ = session.inviteAccepted(attempt: 1)
+        #expect(!session.srsAllowsUpdate)
+        #expect(session.callEnded().first == .sendReInvite(.finalMetadata))
     }
 
     @Test func unansweredFinalMetadataStillEndsWithBye() {
         var session = activeSession()
         _ = session.callEnded()
         #expect(session.timerFired(.finalMetadata(generation: 3)) == [.sendBYE, .report(.stopped(.callEnded))])
-        #expect(session.reInviteCompleted(statusCode: 408) == [], "the late answer changes nothing")
+        #expect(session.updateCompleted(statusCode: 408) == [], "the late answer changes nothing")
     }
 
     @Test func rejectedFinalMetadataStillEndsWithBye() {
         var session = activeSession()
         _ = session.callEnded()
-        #expect(session.reInviteCompleted(statusCode: 500) == [.sendBYE, .report(.stopped(.callEnded))])
+        #expect(session.updateCompleted(statusCode: 500) == [.sendBYE, .report(.stopped(.callEnded))])
     }
 
     @Test func holdPausesAndUnholdResumes() {
         var session = activeSession()
         #expect(session.callMediaChanged(onHold: true) == [.unsubscribe, .sendReInvite(.pause), .report(.paused)])
         #expect(session.isMediaPaused)
-        #expect(session.reInviteCompleted(statusCode: 200) == [])
+        #expect(session.updateCompleted(statusCode: 200) == [])
         #expect(session.callMediaChanged(onHold: true) == [], "still on hold: nothing new for the SRS")
         #expect(session.callMediaChanged(onHold: false) == [.subscribe, .report(.resumed)])
         #expect(session.subscribeCompleted(succeeded: true) == [.sendReInvite(.refresh)])
-        #expect(session.reInviteCompleted(statusCode: 200) == [.answerMedia])
+        #expect(session.updateCompleted(statusCode: 200) == [.answerMedia])
         #expect(!session.isMediaPaused)
     }
 
@@ -179,13 +216,13 @@ import Testing
         // A second change while the first is pending waits for it.
         #expect(session.callMediaChanged(onHold: false) == [])
         #expect(session.subscribeCompleted(succeeded: true) == [.sendReInvite(.refresh)])
-        #expect(session.reInviteCompleted(statusCode: 200) == [.answerMedia, .subscribe])
+        #expect(session.updateCompleted(statusCode: 200) == [.answerMedia, .subscribe])
     }
 
     @Test func glareRetriesAfterTheBackOff() {
         var session = activeSession()
         _ = session.pause()
-        let retry = session.reInviteCompleted(statusCode: 491)
+        let retry = session.updateCompleted(statusCode: 491)
         guard case .startTimer(let timer, let delay)? = retry.first else {
             Issue.record("expected a retry timer, got \(retry)")
             return
@@ -200,7 +237,7 @@ import Testing
         var session = activeSession()
         _ = session.callMediaChanged(onHold: false)
         _ = session.subscribeCompleted(succeeded: true)
-        let retry = session.reInviteCompleted(statusCode: 491)
+        let retry = session.updateCompleted(statusCode: 491)
         guard case .startTimer(let timer, _)? = retry.first else {
             Issue.record("expected a retry timer, got \(retry)")
             return
@@ -212,14 +249,14 @@ import Testing
         var session = activeSession()
         _ = session.callMediaChanged(onHold: false)
         _ = session.subscribeCompleted(succeeded: true)
-        #expect(session.reInviteCompleted(statusCode: 481) == [.unsubscribe, .sendBYE, .report(.failed(.recorderLost))])
+        #expect(session.updateCompleted(statusCode: 481) == [.unsubscribe, .sendBYE, .report(.failed(.recorderLost))])
     }
 
     @Test func otherRejectedUpdatesAreReportedAndTheRecordingGoesOn() {
         var session = activeSession()
         _ = session.callMediaChanged(onHold: false)
         _ = session.subscribeCompleted(succeeded: true)
-        #expect(session.reInviteCompleted(statusCode: 488) == [.report(.updateRejected(statusCode: 488))])
+        #expect(session.updateCompleted(statusCode: 488) == [.report(.updateRejected(statusCode: 488))])
         #expect(session.phase == .active)
     }
 
@@ -249,7 +286,7 @@ import Testing
         var session = activeSession()
         _ = session.callMediaChanged(onHold: true)
         #expect(session.callEnded() == [])
-        let after = session.reInviteCompleted(statusCode: 200)
+        let after = session.updateCompleted(statusCode: 200)
         #expect(after == [.sendReInvite(.finalMetadata), .startTimer(.finalMetadata(generation: 3), milliseconds: 2000)])
     }
 }

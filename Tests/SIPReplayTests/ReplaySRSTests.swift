@@ -262,18 +262,52 @@ private func first(_ peer: Peer, _ status: Int, _ method: String) -> SIPMessage?
         peer.send(
             request(RequestParts(method: "ACK", cseq: 2, branch: "z9hG4bK-a2", toTag: tag), srs: srs.localAddress, peerPort: peer.port),
             to: srs.localAddress)
-        // An UPDATE without a body: the last answer again, version 3.
+        // An UPDATE with an offer (SDP and metadata): the answer, version 3.
         peer.send(
-            request(RequestParts(method: "UPDATE", cseq: 3, branch: "z9hG4bK-up", toTag: tag, body: ""), srs: srs.localAddress, peerPort: peer.port),
+            request(RequestParts(method: "UPDATE", cseq: 3, branch: "z9hG4bK-up", toTag: tag), srs: srs.localAddress, peerPort: peer.port),
             to: srs.localAddress)
         #expect(spin(loop) { count(peer, 200, "UPDATE") == 1 })
         let third = lines(try #require(first(peer, 200, "UPDATE")).bodyText)
         #expect(third[1] == initial[1].replacingOccurrences(of: " 1 IN IP4", with: " 3 IN IP4"))
         #expect(Array(third[2...]) == Array(initial[2...]))
+        // UPDATEs without an offer (metadata alone, as the proxy's final metadata; or no body): a 200
+        // without SDP, since an UPDATE's response may only answer (RFC 3311 §5.2).
+        peer.send(
+            request(
+                RequestParts(
+                    method: "UPDATE", cseq: 4, branch: "z9hG4bK-up2", toTag: tag, contentType: "application/rs-metadata+xml",
+                    body: metadataXML, extra: "Content-Disposition: recording-session\r\n"),
+                srs: srs.localAddress, peerPort: peer.port),
+            to: srs.localAddress)
+        #expect(spin(loop) { count(peer, 200, "UPDATE") == 2 })
+        peer.send(
+            request(RequestParts(method: "UPDATE", cseq: 5, branch: "z9hG4bK-up3", toTag: tag, body: ""), srs: srs.localAddress, peerPort: peer.port),
+            to: srs.localAddress)
+        #expect(spin(loop) { count(peer, 200, "UPDATE") == 3 })
+        for answered in peer.responses(200, "UPDATE")[1...] {
+            #expect(answered.bodyText.isEmpty)
+            #expect(answered.value(.contentLength) == "0")
+            #expect(answered.value(.contentType) == nil)
+        }
         #expect(srs.statistics.reInvitesAnswered == 1)
-        #expect(srs.statistics.updatesAnswered == 1)
-        #expect(srs.statistics.metadataPartsSeen == 2)
+        #expect(srs.statistics.updatesAnswered == 3)
+        #expect(srs.statistics.metadataPartsSeen == 4)
         #expect(srs.statistics.sessionsAnswered == 1)
+        #expect(srs.statistics.requestsRejected == 0)
+    }
+
+    @Test func metadataAloneCannotOpenASession() throws {
+        let loop = try EventLoop(index: 0)
+        let srs = try ReplaySRS(loop: loop)
+        let peer = try Peer(loop: loop)
+        peer.send(
+            request(
+                RequestParts(contentType: "application/rs-metadata+xml", body: metadataXML, extra: "Content-Disposition: recording-session\r\n"),
+                srs: srs.localAddress, peerPort: peer.port),
+            to: srs.localAddress)
+        #expect(spin(loop) { count(peer, 400, "INVITE") == 1 })
+        #expect(first(peer, 400, "INVITE")?.statusLine == "SIP/2.0 400 Missing application/sdp part")
+        #expect(srs.statistics.sessionsAnswered == 0)
     }
 
     @Test func optionsInfoAndRequestsForUnknownDialogs() throws {

@@ -86,7 +86,7 @@ final class RecordingDriver {
 
     /// The complete snapshot (RFC 7865 §5, `datamode complete`), with disassociate times once the
     /// call has ended.
-    func metadata(ids: inout MetadataIDSource) throws(MetadataError) -> String {
+    func metadata(ids: inout MetadataIDSource) throws(MetadataError) -> [UInt8] {
         let parties = [call.caller, call.callee]
         let overrides = [instance.callerXML, instance.calleeXML]
         var participants: [RecordingMetadata.Participant] = []
@@ -114,24 +114,37 @@ final class RecordingDriver {
             sessionAssociateTime: startTime, sessionDisassociateTime: endTime,
             sessionStartTime: startTime, sessionStopTime: endTime,
             participants: participants, streams: metadataStreams)
-        return try document.render()
+        return try document.renderBytes()
     }
 
     /// The multipart body of an INVITE or re-INVITE: the SDP, then the metadata (RFC 7866 §9.1).
     func body(sdp: String, ids: inout MetadataIDSource) -> (contentType: String, bytes: [UInt8])? {
-        let xml: String
+        guard let xml = loggedMetadata(ids: &ids) else { return nil }
+        let parts = [
+            BodyPart(contentType: "application/sdp", contentDisposition: nil, body: Array(sdp.utf8)),
+            BodyPart(contentType: metadataType, contentDisposition: "recording-session", body: xml),
+        ]
+        return ("multipart/mixed;boundary=\(Self.boundary)", MultipartBody.render(parts, boundary: Self.boundary))
+    }
+
+    /// The metadata alone, for an UPDATE without an offer; its Content-Disposition goes in the
+    /// request's headers.
+    func metadataBody(ids: inout MetadataIDSource) -> (contentType: String, bytes: [UInt8])? {
+        guard let xml = loggedMetadata(ids: &ids) else { return nil }
+        return (metadataType, xml)
+    }
+
+    private var metadataType: String {
+        (srs?.legacyMetadataType ?? false) ? "application/rs-metadata" : "application/rs-metadata+xml"
+    }
+
+    private func loggedMetadata(ids: inout MetadataIDSource) -> [UInt8]? {
         do {
-            xml = try metadata(ids: &ids)
+            return try metadata(ids: &ids)
         } catch {
             logger.error("recording metadata could not be built", metadata: ["error": "\(error)"])
             return nil
         }
-        let metadataType = (srs?.legacyMetadataType ?? false) ? "application/rs-metadata" : "application/rs-metadata+xml"
-        let parts = [
-            BodyPart(contentType: "application/sdp", contentDisposition: nil, body: Array(sdp.utf8)),
-            BodyPart(contentType: metadataType, contentDisposition: "recording-session", body: Array(xml.utf8)),
-        ]
-        return ("multipart/mixed;boundary=\(Self.boundary)", MultipartBody.render(parts, boundary: Self.boundary))
     }
 
     static let boundary = "siprec-edge-7865"
@@ -143,14 +156,25 @@ final class RecordingTransaction {
     enum Purpose: Equatable {
         case initialInvite(attempt: Int)
         case reInvite
+        /// The final metadata alone, when the SRS allows UPDATE.
+        case metadataUpdate
         case bye
         case cancel
 
         var method: SIPMethod {
             switch self {
             case .initialInvite, .reInvite: return .invite
+            case .metadataUpdate: return .update
             case .bye: return .bye
             case .cancel: return .cancel
+            }
+        }
+
+        /// A request inside the SRS's dialog, sent to its remote target.
+        var isInDialog: Bool {
+            switch self {
+            case .reInvite, .metadataUpdate, .bye: return true
+            case .initialInvite, .cancel: return false
             }
         }
     }
@@ -184,7 +208,7 @@ final class RecordingTransaction {
         switch purpose {
         case .initialInvite, .reInvite:
             client = .invite(ClientInviteTransaction(reliableTransport: reliable, settings: settings))
-        case .bye, .cancel:
+        case .metadataUpdate, .bye, .cancel:
             client = .nonInvite(ClientNonInviteTransaction(reliableTransport: reliable, settings: settings))
         }
     }

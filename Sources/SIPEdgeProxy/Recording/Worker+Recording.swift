@@ -43,6 +43,7 @@ extension Worker {
             case .cancelInvite: cancelInvite(driver)
             case .abandonInvite: abandonInvite(driver)
             case .sendReInvite(let update): sendReInvite(driver, update)
+            case .sendMetadataUpdate: sendMetadataUpdate(driver)
             case .sendBYE: sendBYE(driver)
             case .startTimer(let timer, let milliseconds):
                 _ = schedule(.recordingSession(driver, timer), afterMilliseconds: milliseconds)
@@ -231,18 +232,29 @@ extension Worker {
 
     private func sendReInvite(_ driver: RecordingDriver, _ update: SessionUpdate) {
         guard let offer = driver.offerSDP, driver.leg?.hop != nil else {
-            perform(driver, driver.machine.reInviteCompleted(statusCode: 500))
+            perform(driver, driver.machine.updateCompleted(statusCode: 500))
             return
         }
         let sdp = update == .pause ? SessionDescription.inactive(offer) : offer
         if update == .pause { driver.offerSDP = sdp }  // the next refresh replaces it
         guard let body = driver.body(sdp: sdp, ids: &metadataIDs) else {
-            perform(driver, driver.machine.reInviteCompleted(statusCode: 500))
+            perform(driver, driver.machine.updateCompleted(statusCode: 500))
             return
         }
         driver.leg?.cseq += 1
         startTransaction(driver, purpose: .reInvite, body: body, extra: [])
     }
+
+    private func sendMetadataUpdate(_ driver: RecordingDriver) {
+        guard driver.leg?.hop != nil, let body = driver.metadataBody(ids: &metadataIDs) else {
+            perform(driver, driver.machine.updateCompleted(statusCode: 500))
+            return
+        }
+        driver.leg?.cseq += 1
+        startTransaction(driver, purpose: .metadataUpdate, body: body, extra: Self.recordingSessionDisposition)
+    }
+
+    private static let recordingSessionDisposition = Array("Content-Disposition: recording-session\r\n".utf8)
 
     private func sendBYE(_ driver: RecordingDriver) {
         guard driver.leg?.hop != nil, driver.leg?.remoteTag != nil else { return }
@@ -276,7 +288,7 @@ extension Worker {
         let method = purpose.method.description
         var output: [UInt8] = []
         output.reserveCapacity(1024 + (body?.bytes.count ?? 0))
-        let requestURI = purpose == .bye || purpose == .reInvite ? leg.remoteTarget : driver.instance.srs[leg.srsIndex].uri
+        let requestURI = purpose.isInDialog ? leg.remoteTarget : driver.instance.srs[leg.srsIndex].uri
         appendRequestLine(method: method, uri: requestURI, to: &output)
         appendVia(from: interface, transport: hop.transport, transactionID: id, to: &output)
         output.append(ascii: "Max-Forwards: 70\r\n")
@@ -416,14 +428,14 @@ extension Worker {
             case .initialInvite(let attempt):
                 let reason: AttemptFailure = failure == .transportError ? .transportError : .timeout
                 perform(driver, driver.machine.inviteFailed(attempt: attempt, reason: reason))
-            case .reInvite, .bye:
+            case .reInvite, .metadataUpdate, .bye:
                 // A dropped stream connection: the request goes again on a new one, after a back-off
                 // (the BYE must reach the SRS); the session hears of the failure only at the end.
                 if failure == .transportError, transaction.hop.transport.isStream, transaction.resends < 3 {
                     let delay = 500 << transaction.resends
                     _ = schedule(.recordingResend(transaction), afterMilliseconds: delay)
-                } else if transaction.purpose == .reInvite {
-                    perform(driver, driver.machine.reInviteCompleted(statusCode: failure == .transportError ? 503 : 408))
+                } else if transaction.purpose != .bye {
+                    perform(driver, driver.machine.updateCompleted(statusCode: failure == .transportError ? 503 : 408))
                 }
             case .cancel:
                 break
@@ -502,15 +514,25 @@ extension Worker {
             if statusCode < 200 {
                 perform(driver, driver.machine.inviteProvisional(attempt: attempt))
             } else if isSuccess {
-                perform(driver, driver.machine.inviteAccepted(attempt: attempt))
+                perform(driver, driver.machine.inviteAccepted(attempt: attempt, allowsUpdate: Self.allowsUpdate(response)))
             } else {
                 perform(driver, driver.machine.inviteFailed(attempt: attempt, reason: .status(statusCode)))
             }
-        case .reInvite:
-            if statusCode >= 200 { perform(driver, driver.machine.reInviteCompleted(statusCode: statusCode)) }
+        case .reInvite, .metadataUpdate:
+            if statusCode >= 200 { perform(driver, driver.machine.updateCompleted(statusCode: statusCode)) }
         case .bye, .cancel:
             break
         }
+    }
+
+    /// Whether a response's Allow header lists UPDATE (method names are case-sensitive, §7.1).
+    private static func allowsUpdate(_ response: SIPMessage) -> Bool {
+        var found = false
+        response.forEachValue(.allow) { method in
+            found = response.equals(method, "UPDATE")
+            return !found
+        }
+        return found
     }
 
     /// The SRS's tag, Contact and Record-Route from its 2xx (§12.1.2).

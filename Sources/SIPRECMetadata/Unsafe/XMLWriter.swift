@@ -26,9 +26,10 @@ struct XMLWriter: ~Copyable {
     /// The level of the open element whose content is written without formatting, if any.
     private var unformattedLevel: Int?
 
-    /// Runs `body` with a new writer whose pending bytes live on this stack frame.
+    /// Runs `body` with a new writer whose pending bytes live on this stack frame (1 KiB: a larger
+    /// temporary allocation would come from the heap).
     static func writing<Result>(_ body: (inout XMLWriter) -> Result) -> Result {
-        withUnsafeTemporaryAllocation(byteCount: 2048, alignment: 1) { pending in
+        withUnsafeTemporaryAllocation(byteCount: 1024, alignment: 1) { pending in
             var writer = XMLWriter(pending: pending)
             return body(&writer)
         }
@@ -129,10 +130,10 @@ struct XMLWriter: ~Copyable {
 
     /// The document written so far, or nil when libxml2 failed to write into its buffer (it reports
     /// why through its error handler).
-    mutating func finish() -> String? {
+    mutating func finish() -> [UInt8]? {
         flush()
         guard output.pointee.error == 0, let content = xmlOutputBufferGetContent(output) else { return nil }
-        return String(decoding: UnsafeBufferPointer(start: content, count: xmlOutputBufferGetSize(output)), as: UTF8.self)
+        return Array(UnsafeBufferPointer(start: content, count: xmlOutputBufferGetSize(output)))
     }
 
     // MARK: - Pieces
