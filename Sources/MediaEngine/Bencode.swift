@@ -98,7 +98,7 @@ public enum Bencode: Sendable, Hashable {
         switch self {
         case .integer(let value):
             output.append(UInt8(ascii: "i"))
-            output.append(contentsOf: String(value).utf8)
+            Self.appendDecimal(value, to: &output)
             output.append(UInt8(ascii: "e"))
         case .bytes(let bytes):
             Self.appendString(bytes, to: &output)
@@ -109,7 +109,7 @@ public enum Bencode: Sendable, Hashable {
         case .dictionary(let entries):
             output.append(UInt8(ascii: "d"))
             for key in entries.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
-                Self.appendString(key.utf8, to: &output)
+                Self.appendString(key, to: &output)
                 entries[key]!.encode(into: &output)
             }
             output.append(UInt8(ascii: "e"))
@@ -117,9 +117,27 @@ public enum Bencode: Sendable, Hashable {
     }
 
     static func appendString(_ bytes: some Collection<UInt8>, to output: inout [UInt8]) {
-        output.append(contentsOf: String(bytes.count).utf8)
+        appendDecimal(bytes.count, to: &output)
         output.append(UInt8(ascii: ":"))
         output.append(contentsOf: bytes)
+    }
+
+    /// `text` as a byte string, copied from its UTF-8 storage in one piece.
+    static func appendString(_ text: String, to output: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { appendString($0, to: &output) }
+    }
+
+    /// `value` in decimal, written in place rather than through a String.
+    static func appendDecimal(_ value: Int, to output: inout [UInt8]) {
+        if value < 0 { output.append(UInt8(ascii: "-")) }
+        let start = output.count
+        var rest = value.magnitude
+        repeat {
+            output.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        output[start...].reverse()
     }
 
     // MARK: - Decoding

@@ -68,17 +68,18 @@ struct NGCommand {
     func datagram(cookie: String) -> [UInt8] {
         var output: [UInt8] = []
         output.reserveCapacity(cookie.utf8.count + 1 + encodedCount)
-        output.append(contentsOf: cookie.utf8)
+        var cookie = cookie
+        cookie.withUTF8 { output.append(contentsOf: $0) }
         output.append(UInt8(ascii: " "))
         output.append(UInt8(ascii: "d"))
         for (key, value) in entries {
-            Bencode.appendString(key.utf8, to: &output)
+            Bencode.appendString(key, to: &output)
             switch value {
-            case .text(let text): Bencode.appendString(text.utf8, to: &output)
+            case .text(let text): Bencode.appendString(text, to: &output)
             case .integer(let integer): Bencode.integer(integer).encode(into: &output)
             case .texts(let texts):
                 output.append(UInt8(ascii: "l"))
-                for text in texts { Bencode.appendString(text.utf8, to: &output) }
+                for text in texts { Bencode.appendString(text, to: &output) }
                 output.append(UInt8(ascii: "e"))
             case .bencode(let bencode): bencode.encode(into: &output)
             }

@@ -165,12 +165,13 @@ enum NGOptions {
         var plain = base
         var keysFromFlags: Set<String> = []
         for flag in flags {
-            guard let equals = flag.firstIndex(of: "="), equals != flag.startIndex else {
+            // Searched as bytes: a Character search walks grapheme clusters, many times slower.
+            guard let equals = flag.utf8.firstIndex(of: UInt8(ascii: "=")), equals != flag.startIndex else {
                 if !plain.contains(flag) { plain.append(flag) }
                 continue
             }
-            let key = String(flag[..<equals])
-            let value = String(flag[flag.index(after: equals)...])
+            let key = String(flag[..<equals])  // "=" is ASCII, so a scalar boundary
+            let value = String(flag[flag.utf8.index(after: equals)...])
             switch command[key] {
             case .texts(let values)?:
                 command[key] = .texts(values + [value])

@@ -349,10 +349,29 @@ extension Worker {
     private func dialogLines(_ leg: RecordingDriver.Leg, driver: RecordingDriver) -> [UInt8] {
         let srs = driver.instance.srs[leg.srsIndex]
         var lines: [UInt8] = []
-        lines.append(text: "From: \(Self.nameAddr(driver.instance.fromURI ?? srs.uri));tag=\(leg.localTag)\r\n")
-        lines.append(text: "To: \(Self.nameAddr(driver.instance.toURI ?? srs.uri))\(leg.remoteTag.map { ";tag=\($0)" } ?? "")\r\n")
-        lines.append(text: "Call-ID: \(leg.callID)\r\n")
+        lines.reserveCapacity(256)
+        lines.append(ascii: "From: ")
+        Self.appendNameAddr(driver.instance.fromURI ?? srs.uri, to: &lines)
+        lines.append(ascii: ";tag=")
+        lines.append(text: leg.localTag)
+        lines.append(ascii: "\r\nTo: ")
+        Self.appendNameAddr(driver.instance.toURI ?? srs.uri, to: &lines)
+        if let remoteTag = leg.remoteTag {
+            lines.append(ascii: ";tag=")
+            lines.append(text: remoteTag)
+        }
+        lines.append(ascii: "\r\nCall-ID: ")
+        lines.append(text: leg.callID)
+        lines.append(ascii: "\r\n")
         return lines
+    }
+
+    /// A URI as a name-addr: in angle brackets unless it already is one (a display name or `<`).
+    static func appendNameAddr(_ uri: String, to output: inout [UInt8]) {
+        let isNameAddr = uri.utf8.contains(UInt8(ascii: "<"))
+        if !isNameAddr { output.append(UInt8(ascii: "<")) }
+        output.append(text: uri)
+        if !isNameAddr { output.append(UInt8(ascii: ">")) }
     }
 
     /// Our Via for a request toward an SRS: the interface's own prefix, or its address with the
@@ -366,8 +385,6 @@ extension Worker {
         BranchFormat.append(loopHash: 0, transactionID: transactionID, to: &output)
         output.append(ascii: ";rport\r\n")
     }
-
-    static func nameAddr(_ uri: String) -> String { uri.hasPrefix("<") || uri.contains("<") ? uri : "<\(uri)>" }
 
     /// A Call-ID that this worker owns (the Call-ID hash picks the worker for every message), so
     /// the SRS's responses and requests come back to the loop that holds the session; with its
