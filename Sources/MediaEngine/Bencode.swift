@@ -128,16 +128,17 @@ public enum Bencode: Sendable, Hashable {
         text.withUTF8 { appendString($0, to: &output) }
     }
 
-    /// `value` in decimal, written in place rather than through a String.
+    /// `value` in decimal, written digit by digit from the most significant rather than through a
+    /// String.
     static func appendDecimal(_ value: Int, to output: inout [UInt8]) {
         if value < 0 { output.append(UInt8(ascii: "-")) }
-        let start = output.count
-        var rest = value.magnitude
+        let magnitude = value.magnitude
+        var divisor: UInt = 1
+        while magnitude / divisor >= 10 { divisor *= 10 }
         repeat {
-            output.append(UInt8(ascii: "0") + UInt8(rest % 10))
-            rest /= 10
-        } while rest > 0
-        output[start...].reverse()
+            output.append(UInt8(ascii: "0") + UInt8(magnitude / divisor % 10))
+            divisor /= 10
+        } while divisor > 0
     }
 
     // MARK: - Decoding

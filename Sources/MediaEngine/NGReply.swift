@@ -49,6 +49,29 @@ struct NGReply {
         return found
     }
 
+    /// Calls `body` with each entry of a dictionary, in reply order, until it returns false;
+    /// nothing when `dictionary` is not one. Picking several keys in one walk costs one lookup.
+    func forEachEntry(of dictionary: Value, _ body: (Key, Value) -> Bool) {
+        forEachEntry(of: dictionary) { name, value in body(Key(range: name), value) }
+    }
+
+    /// A dictionary key inside the reply.
+    struct Key {
+        fileprivate let range: Range<Int>
+    }
+
+    /// Whether `key` is `literal`, byte for byte.
+    func key(_ key: Key, is literal: StaticString) -> Bool {
+        guard key.range.count == literal.utf8CodeUnitCount else { return false }
+        let span = bytes.span.bytes
+        var offset = key.range.lowerBound
+        for byte in UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount) {
+            guard span.byte(at: offset) == byte else { return false }
+            offset += 1
+        }
+        return true
+    }
+
     /// A dictionary's entries in reply order; empty when `dictionary` is not one.
     func entries(of dictionary: Value) -> [(key: String, value: Value)] {
         var entries: [(key: String, value: Value)] = []
@@ -75,7 +98,12 @@ struct NGReply {
 
     /// A byte string as UTF-8 text; nil for other values and invalid UTF-8.
     func string(_ value: Value) -> String? {
-        stringContent(value).flatMap { String(validating: bytes[$0], as: UTF8.self) }
+        guard let content = stringContent(value) else { return nil }
+        return bytes.withUnsafeBufferPointer { buffer in
+            let text = UnsafeBufferPointer(rebasing: buffer[content])
+            // ASCII (tags, labels, SDP) needs no validation pass; anything else is checked.
+            return text.allSatisfy { $0 < 0x80 } ? String(decoding: text, as: UTF8.self) : String(validating: text, as: UTF8.self)
+        }
     }
 
     /// An integer, or a byte string of decimal digits (rtpengine sends some numbers as text).

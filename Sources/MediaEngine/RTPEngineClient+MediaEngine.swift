@@ -200,29 +200,70 @@ enum SubscriptionReply {
     /// has no labels at all, `tag-medias` in reply order is used if it has one media per m= line,
     /// and otherwise the streams are empty.
     static func parse(_ reply: NGReply, requestedTag: String) -> Result<Subscription, Failure> {
-        guard let sdp = reply.string("sdp") else { return .failure(Failure(reason: "no sdp in the reply")) }
-        let tag = reply.string("to-tag") ?? requestedTag
+        // Every dictionary is walked once, picking the keys it needs.
+        var sdpValue: NGReply.Value?, toTag: NGReply.Value?, tagMedias: NGReply.Value?, mediaLabels: NGReply.Value?
+        reply.forEachEntry(of: reply.root) { key, value in
+            if reply.key(key, is: "sdp") {
+                sdpValue = value
+            } else if reply.key(key, is: "to-tag") {
+                toTag = value
+            } else if reply.key(key, is: "tag-medias") {
+                tagMedias = value
+            } else if reply.key(key, is: "media-labels") {
+                mediaLabels = value
+            }
+            return true
+        }
+        guard let sdp = sdpValue.flatMap(reply.string) else { return .failure(Failure(reason: "no sdp in the reply")) }
+        let tag = toTag.flatMap(reply.string) ?? requestedTag
+
+        /// A media's label, participant tag, index and type.
+        func fields(of media: NGReply.Value) -> (label: String?, tag: String?, index: Int, type: String) {
+            var label: NGReply.Value?, tag: NGReply.Value?, index: NGReply.Value?, type: NGReply.Value?
+            reply.forEachEntry(of: media) { key, value in
+                if reply.key(key, is: "label") {
+                    label = value
+                } else if reply.key(key, is: "tag") {
+                    tag = value
+                } else if reply.key(key, is: "index") {
+                    index = value
+                } else if reply.key(key, is: "type") {
+                    type = value
+                }
+                return true
+            }
+            return (
+                label.flatMap(reply.string), tag.flatMap(reply.string), index.flatMap(reply.integer) ?? 0,
+                type.flatMap(reply.string) ?? ""
+            )
+        }
 
         var byLabel: [String: MediaStreamLabel] = [:]
         var inReplyOrder: [MediaStreamLabel] = []
-        func stream(_ media: NGReply.Value, label: String, participant: String) -> MediaStreamLabel {
-            MediaStreamLabel(
-                label: label, participantTag: participant, index: reply.entry("index", of: media).flatMap(reply.integer) ?? 0,
-                mediaType: reply.entry("type", of: media).flatMap(reply.string) ?? "")
-        }
-        for entry in reply.entry("tag-medias", of: reply.root).map(reply.elements) ?? [] {
-            guard let participant = reply.entry("tag", of: entry).flatMap(reply.string) else { continue }
-            for media in reply.entry("medias", of: entry).map(reply.elements) ?? [] {
-                guard let label = reply.entry("label", of: media).flatMap(reply.string) else { continue }
-                let labelled = stream(media, label: label, participant: participant)
+        for entry in tagMedias.map(reply.elements) ?? [] {
+            var participantValue: NGReply.Value?, medias: NGReply.Value?
+            reply.forEachEntry(of: entry) { key, value in
+                if reply.key(key, is: "tag") {
+                    participantValue = value
+                } else if reply.key(key, is: "medias") {
+                    medias = value
+                }
+                return true
+            }
+            guard let participant = participantValue.flatMap(reply.string) else { continue }
+            for value in medias.map(reply.elements) ?? [] {
+                let media = fields(of: value)
+                guard let label = media.label else { continue }
+                let labelled = MediaStreamLabel(label: label, participantTag: participant, index: media.index, mediaType: media.type)
                 inReplyOrder.append(labelled)
                 byLabel[label] = labelled
             }
         }
-        let labelled = reply.entry("media-labels", of: reply.root).map { reply.entries(of: $0) } ?? []
-        for (label, media) in labelled {
-            guard let participant = reply.entry("tag", of: media).flatMap(reply.string) else { continue }
-            byLabel[label] = stream(media, label: label, participant: participant)
+        let labelledMedia = mediaLabels.map { reply.entries(of: $0) } ?? []
+        for (label, value) in labelledMedia {
+            let media = fields(of: value)
+            guard let participant = media.tag else { continue }
+            byLabel[label] = MediaStreamLabel(label: label, participantTag: participant, index: media.index, mediaType: media.type)
         }
 
         let sections = mediaSections(of: sdp)

@@ -277,9 +277,19 @@ func forEachParameter(
 }
 
 func findParameter(_ raw: UnsafeRawBufferPointer, _ range: ByteRange, _ name: String) -> ByteRange? {
+    findParameter(raw, range) { equalsIgnoringCase(raw, $0, text: name) }
+}
+
+/// ``findParameter(_:_:_:)`` for a name known at compile time, compared without going through String.
+func findParameter(_ raw: UnsafeRawBufferPointer, _ range: ByteRange, _ name: StaticString) -> ByteRange? {
+    findParameter(raw, range) { equalsIgnoringCase(raw, $0, name) }
+}
+
+/// The value of the first parameter whose name `isWanted` (an empty range after a valueless one).
+private func findParameter(_ raw: UnsafeRawBufferPointer, _ range: ByteRange, where isWanted: (ByteRange) -> Bool) -> ByteRange? {
     var found: ByteRange?
     forEachParameter(raw, range) { whole, parameterName, value in
-        if found == nil, equalsIgnoringCase(raw, parameterName, name) {
+        if found == nil, isWanted(parameterName) {
             found = value ?? ByteRange(offset: whole.end, count: 0)
         }
     }
@@ -295,7 +305,8 @@ func equalsIgnoringCase(_ raw: UnsafeRawBufferPointer, _ range: ByteRange, _ lit
     return true
 }
 
-func equalsIgnoringCase(_ raw: UnsafeRawBufferPointer, _ range: ByteRange, _ literal: String) -> Bool {
+/// Compares with a String known only at run time; literals go to the StaticString overload.
+func equalsIgnoringCase(_ raw: UnsafeRawBufferPointer, _ range: ByteRange, text literal: String) -> Bool {
     var literal = literal
     return literal.withUTF8 { utf8 in
         guard range.count == utf8.count else { return false }

@@ -162,6 +162,27 @@ struct RecordingMetadataTests {
         try expectSchemaValid(document)
     }
 
+    @Test("a character to escape or replace is found at every offset of a value (the scan skips eight bytes at a time)")
+    func escapingAtEveryOffset() throws {
+        // (character, as text in <name>, as an attribute value in aor)
+        let cases: [(String, String, String)] = [
+            ("<", "&lt;", "&lt;"), (">", "&gt;", "&gt;"), ("&", "&amp;", "&amp;"), ("\"", "\"", "&quot;"),
+            ("\r", "&#13;", "&#13;"), ("\n", "\n", "&#10;"), ("\t", "\t", "&#9;"), ("\u{1}", "\u{FFFD}", "\u{FFFD}"),
+            ("\u{FFFE}", "\u{FFFD}", "\u{FFFD}"), ("é", "é", "é"),
+        ]
+        for (character, inText, inAttribute) in cases {
+            for offset in 0..<20 {
+                let before = String(repeating: "a", count: offset), after = String(repeating: "b", count: 19 - offset)
+                var metadata = twoPartyCall()
+                metadata.participants[0].name = before + character + after
+                metadata.participants[0].aor = "sip:" + before + character + after + "@example.com"
+                let document = try metadata.render()
+                #expect(document.contains("<name>" + before + inText + after + "</name>"), "\(character.unicodeScalars.first!.value) at \(offset)")
+                #expect(document.contains("aor=\"sip:" + before + inAttribute + after + "@example.com\""), "\(character.unicodeScalars.first!.value) at \(offset)")
+            }
+        }
+    }
+
     @Test("two streams per side: each participant sends its own and receives the other's")
     func twoStreamsPerSide() throws {
         let document = try twoPartyCall(streamsPerSide: 2).render()

@@ -249,25 +249,45 @@ private struct CharacterScan {
     var hasAttributeSpecial = false
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) {
-        for index in bytes.indices {
-            let byte = bytes[index]
-            // Everything of interest is below "?" or starts U+FFFE and U+FFFF (EF BF BE, EF BF BF).
-            guard byte < UInt8(ascii: "?") || byte == 0xEF else { continue }
-            switch byte {
-            case UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "&"), UInt8(ascii: "\r"):
-                hasTextSpecial = true
-                hasAttributeSpecial = true
-            case UInt8(ascii: "\""), UInt8(ascii: "\t"), UInt8(ascii: "\n"):
-                hasAttributeSpecial = true
-            case 0x00..<0x20:
-                hasForbidden = true
-            case 0xEF:
-                if index + 2 < bytes.count, bytes[index + 1] == 0xBF, bytes[index + 2] & 0xFE == 0xBE {
-                    hasForbidden = true
+        guard let base = UnsafeRawPointer(bytes.baseAddress) else { return }
+        // Everything of interest is below "?" or starts U+FFFE and U+FFFF (EF BF BE, EF BF BF).
+        // Eight bytes at a time: a word with no byte below "?" and none above 0x7F (most of an
+        // id, a URI or a name) is skipped whole.
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        var start = 0
+        while start < bytes.count {
+            let end = min(start + 8, bytes.count)
+            if end - start == 8 {
+                let word = base.loadUnaligned(fromByteOffset: start, as: UInt64.self)
+                let hasByteBelowQuestionMark = (word &- ones &* UInt64(UInt8(ascii: "?"))) & ~word & highBits
+                if hasByteBelowQuestionMark | (word & highBits) == 0 {
+                    start = end
+                    continue
                 }
-            default:
-                break
             }
+            for index in start..<end { look(at: index, in: bytes) }
+            start = end
+        }
+    }
+
+    private mutating func look(at index: Int, in bytes: UnsafeBufferPointer<UInt8>) {
+        let byte = bytes[index]
+        guard byte < UInt8(ascii: "?") || byte == 0xEF else { return }
+        switch byte {
+        case UInt8(ascii: "<"), UInt8(ascii: ">"), UInt8(ascii: "&"), UInt8(ascii: "\r"):
+            hasTextSpecial = true
+            hasAttributeSpecial = true
+        case UInt8(ascii: "\""), UInt8(ascii: "\t"), UInt8(ascii: "\n"):
+            hasAttributeSpecial = true
+        case 0x00..<0x20:
+            hasForbidden = true
+        case 0xEF:
+            if index + 2 < bytes.count, bytes[index + 1] == 0xBF, bytes[index + 2] & 0xFE == 0xBE {
+                hasForbidden = true
+            }
+        default:
+            break
         }
     }
 }
