@@ -504,6 +504,17 @@ uint32_t csip_scan_method(const char *name, size_t len)
     return CSIP_METHOD_OTHER;
 }
 
+/* Whether the eight bytes at p hold ',', '"' or '<' (a zero byte in p XOR c marks c). */
+static inline int has_separator8(const char *p)
+{
+    const uint64_t ones = 0x0101010101010101ull, high_bits = 0x8080808080808080ull;
+    uint64_t word;
+    memcpy(&word, p, sizeof(word));
+    uint64_t comma = word ^ (ones * (uint8_t)','), quote = word ^ (ones * (uint8_t)'"'),
+             angle = word ^ (ones * (uint8_t)'<');
+    return ((((comma - ones) & ~comma) | ((quote - ones) & ~quote) | ((angle - ones) & ~angle)) & high_bits) != 0;
+}
+
 int csip_scan_split_values(const char *buf, uint32_t value_off, uint32_t value_len, uint32_t *offs,
                            uint32_t *lens, size_t cap)
 {
@@ -520,6 +531,10 @@ int csip_scan_split_values(const char *buf, uint32_t value_off, uint32_t value_l
     p = element;
 
     for (;; ++p) {
+        /* Outside quotes and angle brackets only these three bytes matter: skip words without them. */
+        if (!in_quotes && !in_angle)
+            while (end - p >= 8 && !has_separator8(p))
+                p += 8;
         if (p < end) {
             char c = *p;
             if (in_quotes) {

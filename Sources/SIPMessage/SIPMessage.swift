@@ -1,3 +1,4 @@
+internal import Glibc
 internal import CSIPScan
 
 /// A byte range inside a message: offset from its first byte, and length.
@@ -191,20 +192,20 @@ public struct SIPMessage: @unchecked Sendable {
     /// Byte-exact comparison of two ranges, possibly in different messages.
     public func equals(_ range: ByteRange, _ other: SIPMessage, _ otherRange: ByteRange) -> Bool {
         guard range.count == otherRange.count else { return false }
-        return withBytes(range) { mine in other.withBytes(otherRange) { theirs in mine.elementsEqual(theirs) } }
+        return withBytes(range) { mine in other.withBytes(otherRange) { theirs in bytesEqual(mine, theirs) } }
     }
 
     /// Byte-exact comparison with bytes held elsewhere.
     public func equals(_ range: ByteRange, _ other: ArraySlice<UInt8>) -> Bool {
         guard range.count == other.count else { return false }
-        return withBytes(range) { mine in other.withUnsafeBytes { mine.elementsEqual($0) } }
+        return withBytes(range) { mine in other.withUnsafeBytes { bytesEqual(mine, $0) } }
     }
 
     /// Byte-exact comparison with a literal.
     public func equals(_ range: ByteRange, _ literal: String) -> Bool {
         var literal = literal
         return literal.withUTF8 { utf8 in
-            withBytes(range) { mine in mine.elementsEqual(utf8) }
+            withBytes(range) { mine in bytesEqual(mine, UnsafeRawBufferPointer(utf8)) }
         }
     }
 
@@ -231,6 +232,13 @@ public struct SIPMessage: @unchecked Sendable {
     public func hash(_ range: ByteRange, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 {
         withBytes(range) { bytes in fnv1a(bytes, seed: seed) }
     }
+}
+
+/// Byte-exact comparison: one memcmp, where `elementsEqual` walks an iterator byte by byte.
+@inline(__always) func bytesEqual(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) -> Bool {
+    guard first.count == second.count else { return false }
+    guard let firstBase = first.baseAddress, let secondBase = second.baseAddress else { return true }  // both empty
+    return memcmp(firstBase, secondBase, first.count) == 0
 }
 
 @inline(__always) func asciiLower(_ byte: UInt8) -> UInt8 {

@@ -361,6 +361,18 @@ struct ClassificationTests {
         #expect(many.elements == ["1", "2"])
     }
 
+    @Test("a comma, quote or angle bracket is found at every offset (the scan skips eight bytes at a time)")
+    func splitValuesAtEveryOffset() {
+        let filler = "abcdefghijklmnopqrstuvwxyz0123456789"
+        for offset in 0..<30 {
+            let head = String(filler.prefix(offset)), tail = String(filler.dropFirst(offset).prefix(20))
+            #expect(split(head + "," + tail).elements == (head.isEmpty ? ["", tail] : [head, tail]), "comma at \(offset)")
+            #expect(split(head + "\"x,y\"" + tail).elements == [head + "\"x,y\"" + tail], "quotes at \(offset)")
+            #expect(split(head + "<x,y>" + tail + "," + head).elements == [head + "<x,y>" + tail, head], "angles at \(offset)")
+            #expect(split(head + "\"open" + tail).count == -1, "open quote at \(offset)")
+        }
+    }
+
     @Test("error texts are short, distinct and fit a reason phrase")
     func errorTexts() {
         #expect(String(cString: csip_scan_strerror(Int32(CSIP_ERR_BAD_CONTENT_LENGTH.rawValue))) == "Bad Content-Length")
