@@ -13,10 +13,10 @@ SHARED ?= $(abspath ../shared)
 # Debian packages the build and the tests need; bench adds the Kamailio anchor.
 BUILD_PACKAGES := pkg-config libevent-dev libxml2-dev libssl-dev libpcap-dev
 TEST_PACKAGES := sip-tester libxml2-utils rtpengine-daemon openssl
-BENCH_PACKAGES := kamailio sysstat
+BENCH_PACKAGES := kamailio sysstat valgrind
 
 .PHONY: all deps deps-bench build release run test unit-test c-test fuzz fuzz-smoke integration-test \
-        bench bench-scan bench-metadata bench-replay bench-load clean
+        bench bench-scan bench-metadata bench-replay bench-load bench-instructions clean
 
 all: build
 
@@ -108,6 +108,11 @@ bench: deps-bench bench-scan bench-metadata bench-replay bench-load
 bench-replay: deps-bench release
 	$(SWIFT) build -c release --product sip-replay
 	SHARED=$(SHARED) Perf/LoadBench/replay-bench.sh
+
+# Instructions per call under callgrind, plain and recorded: deterministic, for comparing builds.
+bench-instructions: deps-bench release
+	$(SWIFT) build -c release --product sip-replay
+	SHARED=$(SHARED) Perf/LoadBench/instructions-bench.sh
 
 bench-load: deps-bench release
 	SHARED=$(SHARED) Perf/LoadBench/load-bench.sh $(BENCH_RATE) $(BENCH_SECONDS)
