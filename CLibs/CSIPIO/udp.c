@@ -184,6 +184,10 @@ static int read_all(csip_io_udp *udp) {
     }
     if (total == 0 && !udp->closed)
         drain_errors(udp);
+    /* Whatever callbacks queued after the last flush (an error callback's failover request) leaves
+     * now, not with the next datagram to arrive: inside dispatch a send schedules no flush itself. */
+    if (!udp->closed)
+        flush(udp);
     udp->dispatching = 0;
     return total;
 }

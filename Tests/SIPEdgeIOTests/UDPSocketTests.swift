@@ -218,6 +218,39 @@ struct UDPSocketTests {
         await running.shutdown()
     }
 
+    @Test("a datagram the unreachable callback sends leaves at once, also when a send batch met the error first")
+    func sendFromUnreachableCallback() async throws {
+        // A failover: the callback sends the request to the next destination. When the refused
+        // datagram's error is met (and cleared) by a later datagram of the same sendmmsg batch, the
+        // error queue alone wakes the socket; what the callback queues must still be flushed, not
+        // wait for the next datagram to arrive.
+        let running = try RunningLoop()
+        let loop = running.loop
+        let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
+        let atPeer = Recorder<String>()
+        let sockets = try await running.run {
+            let closed = try UDPSocket(loop: loop, bindTo: any) { _ in }
+            let closedAddress = closed.localAddress
+            closed.close()
+            let peer = try UDPSocket(loop: loop, bindTo: any) { atPeer.append(String(decoding: copyBytes($0), as: UTF8.self)) }
+            let tested = try UDPSocket(loop: loop, bindTo: any) { _ in }
+            let peerAddress = peer.localAddress
+            tested.onUnreachable = { [unowned tested] _, _ in tested.send(Array("failover".utf8), to: peerAddress) }
+            return LoopBound(value: (closed: closedAddress, tested: tested, peer: peer))
+        }
+        try await running.run {
+            sockets.value.tested.send(Array("lost".utf8), to: sockets.value.closed)
+            sockets.value.tested.send(Array("behind".utf8), to: sockets.value.peer.localAddress)
+        }
+        #expect(await eventually(timeout: .seconds(2)) { atPeer.count == 2 })
+        #expect(atPeer.values == ["behind", "failover"])
+        try await running.run {
+            sockets.value.tested.close()
+            sockets.value.peer.close()
+        }
+        await running.shutdown()
+    }
+
     @Test("an ICMP port unreachable is reported with its destination, met by a receive or by a send, and no datagram around it is lost")
     func portUnreachable() async throws {
         let running = try RunningLoop()
