@@ -15,6 +15,7 @@
 # its own PID; all traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. Perf/LoadBench/lib.sh
 SHARED=${SHARED:-$(cd .. && pwd)/shared}
 CAPTURE=${CAPTURE:-$SHARED/corpus/pcaps/goffinet_uac-uas-scenario-sipp.pcapng}
 EDGE=${1:-.build/release/siprec-edge}
@@ -43,17 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {  # PORT PID: until something listens on udp PORT (bounded)
-	local i
-	for ((i = 0; i < 300; i++)); do
-		ss -uln "sport = :$1" | grep -q ":$1" && return 0
-		kill -0 "$2" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "instructions-bench: nothing listens on udp $1" >&2
-	return 1
-}
-
 replay() {  # JSON ARGS...: one sip-replay run; its calls must all complete
 	local json=$1
 	shift
@@ -79,7 +69,7 @@ for mode in $MODES; do
 		"${proxy_args[@]}" >"$OUT/proxy-$mode.log" 2>&1 &
 	proxy=$!
 	PIDS+=("$proxy")
-	wait_port "$PROXY_PORT" "$proxy"
+	wait_port instructions-bench "$PROXY_PORT" "$proxy" 30
 	replay "$OUT/warmup-$mode.json" --calls "$WARMUP" "${replay_args[@]}"
 	sleep 2
 	callgrind_control -i on "$proxy" >/dev/null 2>&1

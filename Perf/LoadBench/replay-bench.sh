@@ -23,6 +23,7 @@
 # Every process is started and stopped by its own PID; all traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. Perf/LoadBench/lib.sh
 SHARED=${SHARED:-$(cd .. && pwd)/shared}
 ANCHOR="$SHARED/anchors/kamailio"
 CAPTURE=${CAPTURE:-$SHARED/corpus/pcaps/goffinet_uac-uas-scenario-sipp.pcapng}
@@ -75,16 +76,6 @@ pss_kb() {  # proportional set size (KiB) of the heap and shared memory of PID's
 	done
 	echo "$total"
 }
-wait_port() {  # PORT PID: until something listens on udp PORT (bounded)
-	local i
-	for ((i = 0; i < 100; i++)); do
-		ss -uln "sport = :$1" | grep -q ":$1" && return 0
-		kill -0 "$2" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "replay-bench: nothing listens on udp $1" >&2
-	return 1
-}
 stop() {  # PID
 	kill "$1" 2>/dev/null || true
 	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
@@ -115,7 +106,7 @@ start_proxy() {  # NAME LOG
 	esac
 	PROXY_PID=$!
 	PIDS+=("$PROXY_PID")
-	wait_port "$PROXY_PORT" "$PROXY_PID"
+	wait_port replay-bench "$PROXY_PORT" "$PROXY_PID"
 	sleep 1  # Kamailio forks its workers after binding
 }
 

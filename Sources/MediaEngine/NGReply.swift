@@ -49,27 +49,27 @@ struct NGReply {
         return found
     }
 
-    /// Calls `body` with each entry of a dictionary, in reply order, until it returns false;
-    /// nothing when `dictionary` is not one. Picking several keys in one walk costs one lookup.
-    func forEachEntry(of dictionary: Value, _ body: (Key, Value) -> Bool) {
-        forEachEntry(of: dictionary) { name, value in body(Key(range: name), value) }
-    }
-
-    /// A dictionary key inside the reply.
-    struct Key {
-        fileprivate let range: Range<Int>
-    }
-
-    /// Whether `key` is `literal`, byte for byte.
-    func key(_ key: Key, is literal: StaticString) -> Bool {
-        guard key.range.count == literal.utf8CodeUnitCount else { return false }
+    /// The values of two to four keys of a dictionary, found in one walk over it (a lookup per
+    /// key walks it once each); nil for a key it lacks, all nil when `dictionary` is not one.
+    func entries(
+        _ first: StaticString, _ second: StaticString, _ third: StaticString = "", _ fourth: StaticString = "",
+        of dictionary: Value
+    ) -> (Value?, Value?, Value?, Value?) {
+        var found: (Value?, Value?, Value?, Value?)
         let span = bytes.span.bytes
-        var offset = key.range.lowerBound
-        for byte in UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount) {
-            guard span.byte(at: offset) == byte else { return false }
-            offset += 1
+        forEachEntry(of: dictionary) { name, value in
+            if found.0 == nil, span.bytes(name, equal: first) {
+                found.0 = value
+            } else if found.1 == nil, span.bytes(name, equal: second) {
+                found.1 = value
+            } else if found.2 == nil, span.bytes(name, equal: third) {
+                found.2 = value
+            } else if found.3 == nil, span.bytes(name, equal: fourth) {
+                found.3 = value
+            }
+            return true
         }
-        return true
+        return found
     }
 
     /// A dictionary's entries in reply order; empty when `dictionary` is not one.

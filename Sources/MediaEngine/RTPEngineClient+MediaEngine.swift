@@ -201,37 +201,13 @@ enum SubscriptionReply {
     /// and otherwise the streams are empty.
     static func parse(_ reply: NGReply, requestedTag: String) -> Result<Subscription, Failure> {
         // Every dictionary is walked once, picking the keys it needs.
-        var sdpValue: NGReply.Value?, toTag: NGReply.Value?, tagMedias: NGReply.Value?, mediaLabels: NGReply.Value?
-        reply.forEachEntry(of: reply.root) { key, value in
-            if reply.key(key, is: "sdp") {
-                sdpValue = value
-            } else if reply.key(key, is: "to-tag") {
-                toTag = value
-            } else if reply.key(key, is: "tag-medias") {
-                tagMedias = value
-            } else if reply.key(key, is: "media-labels") {
-                mediaLabels = value
-            }
-            return true
-        }
+        let (sdpValue, toTag, tagMedias, mediaLabels) = reply.entries("sdp", "to-tag", "tag-medias", "media-labels", of: reply.root)
         guard let sdp = sdpValue.flatMap(reply.string) else { return .failure(Failure(reason: "no sdp in the reply")) }
         let tag = toTag.flatMap(reply.string) ?? requestedTag
 
         /// A media's label, participant tag, index and type.
         func fields(of media: NGReply.Value) -> (label: String?, tag: String?, index: Int, type: String) {
-            var label: NGReply.Value?, tag: NGReply.Value?, index: NGReply.Value?, type: NGReply.Value?
-            reply.forEachEntry(of: media) { key, value in
-                if reply.key(key, is: "label") {
-                    label = value
-                } else if reply.key(key, is: "tag") {
-                    tag = value
-                } else if reply.key(key, is: "index") {
-                    index = value
-                } else if reply.key(key, is: "type") {
-                    type = value
-                }
-                return true
-            }
+            let (label, tag, index, type) = reply.entries("label", "tag", "index", "type", of: media)
             return (
                 label.flatMap(reply.string), tag.flatMap(reply.string), index.flatMap(reply.integer) ?? 0,
                 type.flatMap(reply.string) ?? ""
@@ -241,15 +217,7 @@ enum SubscriptionReply {
         var byLabel: [String: MediaStreamLabel] = [:]
         var inReplyOrder: [MediaStreamLabel] = []
         for entry in tagMedias.map(reply.elements) ?? [] {
-            var participantValue: NGReply.Value?, medias: NGReply.Value?
-            reply.forEachEntry(of: entry) { key, value in
-                if reply.key(key, is: "tag") {
-                    participantValue = value
-                } else if reply.key(key, is: "medias") {
-                    medias = value
-                }
-                return true
-            }
+            let (participantValue, medias, _, _) = reply.entries("tag", "medias", of: entry)
             guard let participant = participantValue.flatMap(reply.string) else { continue }
             for value in medias.map(reply.elements) ?? [] {
                 let media = fields(of: value)

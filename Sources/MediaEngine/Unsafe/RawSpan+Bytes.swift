@@ -18,6 +18,14 @@ extension RawSpan {
         }
     }
 
+    /// Whether the bytes in `range` (which must be in bounds) are exactly `literal`.
+    func bytes(_ range: Range<Int>, equal literal: StaticString) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        return extracting(range).withUnsafeBytes { bytes in
+            literal.withUTF8Buffer { bytes.elementsEqual(UnsafeRawBufferPointer($0)) }
+        }
+    }
+
     /// A copy of the bytes in `range` (which must be in bounds).
     func copyBytes(_ range: Range<Int>) -> [UInt8] {
         extracting(range).withUnsafeBytes { Array($0) }
