@@ -36,13 +36,8 @@ echo "instructions-bench: results in $OUT ($WARMUP calls warm-up, $CALLS counted
 # Valgrind 3.19 cannot read the DWARF 5 the Swift toolchain writes; symbols are enough.
 strip --strip-debug -o "$OUT/siprec-edge" "$EDGE"
 
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+PIDS=()  # every process started, stopped on exit (stop_started in lib.sh)
+trap stop_started EXIT
 
 replay() {  # JSON ARGS...: one sip-replay run; its calls must all complete
 	local json=$1

@@ -12,3 +12,10 @@ wait_port() {
 	echo "$who: nothing listens on udp $port" >&2
 	return 1
 }
+
+# stop_started: stops every PID in the caller's PIDS array and waits for it (an EXIT trap).
+stop_started() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}

@@ -48,13 +48,8 @@ for f in "$EDGE" "$REPLAY"; do [ -x "$f" ] || { echo "replay-bench: $f not built
 OUT=$(mktemp -d /tmp/siprec-replay-bench.XXXXXX)
 echo "replay-bench: results in $OUT ($(basename "$CAPTURE"), $RATE calls/s, CPU over ${MEASURE_S}s after ${WARMUP_S}s, $ROUNDS rounds)"
 
-PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+PIDS=()  # every process started, stopped on exit (stop_started in lib.sh)
+trap stop_started EXIT
 
 tree() {  # PID and its descendants
 	local c
