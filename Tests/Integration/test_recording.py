@@ -91,7 +91,9 @@ def test_srs_allowing_update_gets_the_final_metadata_in_an_update(rec):
     assert_in_dialog(update, invite, srs_ok(srs), "UPDATE")
     assert update.value("Content-Type") == "application/rs-metadata+xml"
     assert update.value("Content-Disposition") == "recording-session"
-    assert update.value("Require") is None and update.value("Contact") is None
+    # UPDATE is a target refresh request (RFC 3311 5.1): our Contact, as in the INVITE.
+    assert update.value("Contact") == invite.value("Contact")
+    assert update.value("Require") is None
     bye_sent = call.sent_time(call.uac, "BYE")
     assert bye_sent - 0.05 <= srs.time_of(update) <= bye_sent + SRS_SIGNALLING_S
     valid, output = siprec.validate_metadata(update.body, rec.work_dir, "update")

@@ -293,8 +293,12 @@ extension Worker {
         appendVia(from: interface, transport: hop.transport, transactionID: id, to: &output)
         output.append(ascii: "Max-Forwards: 70\r\n")
         appendDialogHeaders(driver, method: method, cseq: leg.cseq, to: &output)
-        if isInvite {
+        if isInvite || purpose == .metadataUpdate {
+            // INVITE and UPDATE are target refresh requests: each carries our Contact (RFC 3261
+            // §12.2.1.1, RFC 3311 §5.1), with +sip.src (RFC 7866 §6.1.1).
             interface.appendSRCContact(transport: hop.transport, secure: driver.instance.srs[leg.srsIndex].isSIPSURI, to: &output)
+        }
+        if isInvite {
             output.append(ascii: "Require: siprec\r\n")
             output.append(ascii: "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE\r\n")
         }
