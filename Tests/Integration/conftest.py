@@ -113,21 +113,24 @@ class Bench:
         return sipp
 
     def uas(self, scenario: str, transport: str, calls: int = 1, port: int | None = None,
-            extra: list[str] = (), linger_ms: int | None = None) -> Sipp:
+            extra: list[str] = (), linger_ms: int | None = None,
+            patience: harness.SippPatience = harness.SippPatience()) -> Sipp:
         """Starts a SIPp callee and returns once it listens."""
         name = self._unique("uas")
         sipp = Sipp(name, scenario, transport, port or harness.free_port(), self.work_dir,
-                    calls=calls, extra=extra, linger_ms=linger_ms)
+                    calls=calls, extra=extra, linger_ms=linger_ms,
+                    timeout_s=patience.run_s, recv_timeout_ms=patience.recv_ms)
         self._track_sipp(sipp).start()
         sipp.wait_bound(transport, sipp.local_port)
         return sipp
 
     def uac(self, scenario: str, transport: str, target_port: int, calls: int = 1,
-            extra: list[str] = ()) -> Sipp:
+            extra: list[str] = (), patience: harness.SippPatience = harness.SippPatience()) -> Sipp:
         """Starts a SIPp caller towards 127.0.0.1:target_port."""
         name = self._unique("uac")
         sipp = Sipp(name, scenario, transport, harness.free_port(), self.work_dir, calls=calls,
-                    remote=(harness.LOCALHOST, target_port), extra=extra)
+                    remote=(harness.LOCALHOST, target_port), extra=extra,
+                    timeout_s=patience.run_s, recv_timeout_ms=patience.recv_ms)
         return self._track_sipp(sipp).start()
 
     def start_proxy(self, upstream_port: int, upstream_transport: str = "udp",

@@ -205,12 +205,21 @@ SIPP_RECV_TIMEOUT_MS = 8000  # -recv_timeout: one expected message
 SIPP_UDP_LINGER_MS = 1000  # -d: the closing <pause/> of a scenario over UDP
 
 
+@dataclass(frozen=True)
+class SippPatience:
+    """How long one SIPp instance waits: for its whole run (-timeout) and for one expected
+    message (-recv_timeout)."""
+    run_s: int = SIPP_CALL_TIMEOUT_S
+    recv_ms: int = SIPP_RECV_TIMEOUT_MS
+
+
 class Sipp(ManagedProcess):
     """One SIPp instance running one of the scenarios in scenarios/."""
 
     def __init__(self, name: str, scenario: str, transport: str, local_port: int, work_dir: Path,
                  calls: int = 1, remote: tuple[str, int] | None = None, extra: list[str] = (),
-                 timeout_s: int = SIPP_CALL_TIMEOUT_S, linger_ms: int | None = None):
+                 timeout_s: int = SIPP_CALL_TIMEOUT_S, linger_ms: int | None = None,
+                 recv_timeout_ms: int = SIPP_RECV_TIMEOUT_MS):
         self.scenario = scenario
         self.transport = transport
         self.local_port = local_port
@@ -226,7 +235,7 @@ class Sipp(ManagedProcess):
                  "-t", "u1" if transport == "udp" else "t1",
                  "-m", str(calls),
                  "-timeout", f"{timeout_s}s", "-timeout_error",
-                 "-recv_timeout", str(SIPP_RECV_TIMEOUT_MS),
+                 "-recv_timeout", str(recv_timeout_ms),
                  # The closing <pause/> of a scenario: how long it lingers over UDP.
                  "-d", str(linger_ms if linger_ms is not None else SIPP_UDP_LINGER_MS),
                  "-nostdin",
