@@ -236,6 +236,27 @@ struct ProxyForwardingTests {
         #expect(fixture.callee.receive(timeoutMilliseconds: 300) == nil)
     }
 
+    @Test func everyRetransmissionOfA2xxGoesUpstreamAndTheInvitesIsAbsorbed() throws {
+        // Under loss the callee's own 200 retransmissions are the caller's only way to get a lost
+        // 200: each goes up unchanged (§16.7), while a retransmitted INVITE in Accepted is absorbed
+        // (RFC 6026 §7.1): neither answered nor forwarded.
+        let fixture = try ProxyFixture()
+        let invite = fixture.invite(callID: "fwd-2xx-again")
+        fixture.caller.send(invite, toPort: fixture.proxyPort)
+        _ = try #require(fixture.caller.receive(startingWith: "SIP/2.0 100"))
+        let forwarded = try #require(fixture.callee.receive(startingWith: "INVITE"))
+        let ok = fixture.response("200 OK", to: forwarded)
+        fixture.callee.send(ok, toPort: fixture.proxyPort)
+        let first = try #require(fixture.caller.receive(startingWith: "SIP/2.0 200"))
+        for _ in 0..<2 {
+            fixture.callee.send(ok, toPort: fixture.proxyPort)
+            #expect(fixture.caller.receive(startingWith: "SIP/2.0 200") == first)
+        }
+        fixture.caller.send(invite, toPort: fixture.proxyPort)
+        #expect(fixture.caller.receive(timeoutMilliseconds: 300) == nil)
+        #expect(fixture.callee.receive(timeoutMilliseconds: 100) == nil)
+    }
+
     @Test func maxForwardsZeroIsAnswered483() throws {
         let fixture = try ProxyFixture()
         fixture.caller.send(fixture.invite(callID: "fwd-4", maxForwards: 0), toPort: fixture.proxyPort)
