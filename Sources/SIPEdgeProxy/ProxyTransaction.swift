@@ -66,8 +66,7 @@ final class ProxyTransaction {
     /// The ACK for a non-2xx final response, kept for that response's retransmissions.
     var ackBytes: [UInt8]?
     /// Our CANCEL toward the next hop (RFC 3261 §9.1), once one is needed.
-    var cancelClient: ClientNonInviteTransaction?
-    var cancelBytes: [UInt8]?
+    var cancel: CancelLeg?
     /// A final response has been sent upstream.
     var finalSent = false
     /// The dialog this INVITE or in-dialog request belongs to.
@@ -104,6 +103,19 @@ final class ProxyTransaction {
     var isClientTerminated = true
     var isCancelTerminated = true
     var isFinished: Bool { isServerTerminated && isClientTerminated && isCancelTerminated }
+}
+
+/// Our CANCEL of a forwarded INVITE and its own client transaction. Boxed because few calls need
+/// one: kept inline, its 120-byte machine would lift every transaction above glibc's per-thread
+/// cache limit (1032 bytes) onto malloc's slow path.
+final class CancelLeg {
+    var machine: ClientNonInviteTransaction
+    let bytes: [UInt8]
+
+    init(machine: ClientNonInviteTransaction, bytes: [UInt8]) {
+        self.machine = machine
+        self.bytes = bytes
+    }
 }
 
 /// What a timer in the worker's wheel is for.

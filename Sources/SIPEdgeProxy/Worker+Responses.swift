@@ -218,22 +218,21 @@ extension Worker {
     // MARK: Our CANCEL (§9.1)
 
     private func sendCANCEL(_ transaction: ProxyTransaction) {
-        guard transaction.cancelClient == nil, let hop = transaction.nextHop,
-            let cancel = transaction.forwardedMessage?.makeCANCEL()
+        guard transaction.cancel == nil, let hop = transaction.nextHop,
+            let bytes = transaction.forwardedMessage?.makeCANCEL()
         else { return }
-        transaction.cancelBytes = cancel
         var machine = ClientNonInviteTransaction(reliableTransport: hop.transport.isReliable, settings: context.timerSettings)
         let actions = machine.start()
-        transaction.cancelClient = machine
+        transaction.cancel = CancelLeg(machine: machine, bytes: bytes)
         transaction.isCancelTerminated = false
         counters[.cancelsSent] += 1
         performCancel(transaction, actions: actions)
     }
 
     private func performCancel(_ transaction: ProxyTransaction, actions: TransactionActions) {
-        if let message = actions.message, let bytes = transaction.cancelBytes, let hop = transaction.nextHop {
+        if let message = actions.message, let cancel = transaction.cancel, let hop = transaction.nextHop {
             switch message {
-            case .request, .requestRetransmission: send(bytes, to: hop)
+            case .request, .requestRetransmission: send(cancel.bytes, to: hop)
             default: break
             }
         }
@@ -248,16 +247,12 @@ extension Worker {
     }
 
     private func cancelResponseReceived(_ transaction: ProxyTransaction, statusCode: Int) {
-        guard var machine = transaction.cancelClient else { return }
-        let actions = machine.receiveResponse(statusCode: statusCode)
-        transaction.cancelClient = machine
-        performCancel(transaction, actions: actions)
+        guard let cancel = transaction.cancel else { return }
+        performCancel(transaction, actions: cancel.machine.receiveResponse(statusCode: statusCode))
     }
 
     func cancelTimerFired(_ transaction: ProxyTransaction, _ timer: TransactionTimer) {
-        guard var machine = transaction.cancelClient else { return }
-        let actions = machine.timerFired(timer)
-        transaction.cancelClient = machine
-        performCancel(transaction, actions: actions)
+        guard let cancel = transaction.cancel else { return }
+        performCancel(transaction, actions: cancel.machine.timerFired(timer))
     }
 }
