@@ -410,8 +410,10 @@ struct RTPEngineClientEngineSetTests {
 
     @Test("an engine that timed out is skipped by new calls for a while; a retried call moves")
     func failedEngineSkipped() async throws {
+        // The timeout also bounds the healthy engine's replies: 100 ms was once too short for them
+        // in a full parallel run on two cores, and a late reply marks engine 1 failed too.
         let harness = try await ClientHarness(
-            timeoutMilliseconds: 100, attempts: 2, failureHoldMilliseconds: 2000,
+            timeoutMilliseconds: 400, attempts: 2, failureHoldMilliseconds: 3000,
             responders: [silent, { FakeEngine.healthyReply($0, name: "engine 1") }])
         let first = await offer(harness, "X")
         #expect(first.failure?.code == .timeout)
@@ -424,7 +426,7 @@ struct RTPEngineClientEngineSetTests {
         #expect(engineIndex(harness, "offer", "X") == [0, 1])
 
         // After the hold, engine 0 gets new calls again.
-        try await Task.sleep(for: .milliseconds(2100))
+        try await Task.sleep(for: .milliseconds(3100))
         _ = await offer(harness, "W")
         #expect(engineIndex(harness, "offer", "W") == [0])
         await harness.shutdown()
@@ -434,7 +436,7 @@ struct RTPEngineClientEngineSetTests {
     func confirmedPinSurvivesTimeout() async throws {
         let answering = Mutex(true)
         let harness = try await ClientHarness(
-            timeoutMilliseconds: 100, attempts: 2,
+            timeoutMilliseconds: 400, attempts: 2,
             responders: [{ answering.withLock { $0 } ? FakeEngine.healthyReply($0) : [] }, healthy])
         #expect(await offer(harness, "A").success != nil)
         answering.withLock { $0 = false }
