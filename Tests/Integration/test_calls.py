@@ -272,9 +272,9 @@ LOSSY_CALLS = 10
 LOSSY_UAS_LINGER_MS = 4000  # outlasts the proxy's BYE retransmissions at 0.5, 1.5 and 3.5 s
 # The weakest link under loss is the callee's 200: the proxy absorbs the caller's INVITE
 # retransmissions (RFC 6026 Accepted), so only the callee's own 200 retransmissions (0, 0.5, 1.5,
-# 3.5, 7.5, 15.5 s) reach the caller, each with a 0.81 chance of passing both lossy ends.  SIPp's
-# default 8 s wait leaves 4-5 of them: a call then fails 1 time in 1000 and a 10-call run about 1 in
-# 100 (seen in CI).  A 24 s wait leaves 6-7: about 1 run in 20,000.  Calls that succeed end as fast.
+# 3.5, 7.5, 15.5, 31.5 s) reach the caller, each with a 0.81 chance of passing both lossy ends.
+# SIPp's default 8 s wait leaves 4-5 of them: all lost (0.19^4 to 0.19^5) in one 10-call run in 80
+# to 400 (seen in CI).  A 24 s wait leaves 6: one run in 2,000.  Calls that succeed end as fast.
 LOSSY_PATIENCE = harness.SippPatience(run_s=60, recv_ms=24_000)
 
 
