@@ -271,11 +271,13 @@ def test_bye_from_callee(bench, client, upstream):
 LOSSY_CALLS = 10
 LOSSY_UAS_LINGER_MS = 4000  # outlasts the proxy's BYE retransmissions at 0.5, 1.5 and 3.5 s
 # The weakest link under loss is the callee's 200: the proxy absorbs the caller's INVITE
-# retransmissions (RFC 6026 Accepted), so only the callee's own 200 retransmissions (0, 0.5, 1.5,
-# 3.5, 7.5, 15.5, 31.5 s) reach the caller, each with a 0.81 chance of passing both lossy ends.
-# SIPp's default 8 s wait leaves 4-5 of them: all lost (0.19^4 to 0.19^5) in one 10-call run in 80
-# to 400 (seen in CI).  A 24 s wait leaves 6: one run in 2,000.  Calls that succeed end as fast.
-LOSSY_PATIENCE = harness.SippPatience(run_s=60, recv_ms=24_000)
+# retransmissions (RFC 6026 Accepted), so only the callee's own 200 retransmissions reach the
+# caller, each with a 0.81 chance of passing both lossy ends.  SIPp sends a response again at 0.5,
+# 1.5, 3.5, 7.5, 11.5 s ... (doubling up to T2 = 4 s) and by default gives up after 5 times; with
+# its default 8 s wait 4-5 sends counted, all lost (0.19^4 to 0.19^5) in one 10-call run in 80 to
+# 400 (seen in CI).  Allowed 8 resends, 8-9 sends fit a 28 s wait: one run in 50,000 or fewer.
+LOSSY_RETRANSMISSIONS = ["-max_non_invite_retrans", "8"]
+LOSSY_PATIENCE = harness.SippPatience(run_s=60, recv_ms=28_000)
 
 
 def test_calls_complete_under_packet_loss(bench):
@@ -284,7 +286,7 @@ def test_calls_complete_under_packet_loss(bench):
     bench.skip_unless_proxy("two SIPp instances alone re-answer a retransmission only while "
                             "the call lingers, so lossy calls fail by chance (about 1 run in 10 "
                             "here); the pair is validated under loss through Kamailio")
-    lossy = ["-lost", "10", "-r", "5"]
+    lossy = ["-lost", "10", "-r", "5", *LOSSY_RETRANSMISSIONS]
     uas = bench.uas("uas_answer.xml", "udp", calls=LOSSY_CALLS, extra=lossy,
                     linger_ms=LOSSY_UAS_LINGER_MS, patience=LOSSY_PATIENCE)
     endpoints = bench.start_proxy(uas.local_port, "udp", explicit_transport=False)
