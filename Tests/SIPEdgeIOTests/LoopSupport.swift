@@ -148,3 +148,21 @@ final class RawTCPClient {
 struct RawSocketError: Error {
     let errno: Int32
 }
+
+/// An address where nothing listens, for refused connections and ICMP port unreachable: a port
+/// just freed on 127.0.0.77, an address no test binds. (A port freed on 127.0.0.1 was once taken
+/// at once by a test running in parallel, whose socket swallowed the datagram and the error the
+/// test waited for.) On the loop's thread.
+func unusedDestination(loop: EventLoop, transport: Transport) throws -> SocketAddress {
+    let probeAddress = try SocketAddress(ipAddress: "127.0.0.77", port: 0)
+    switch transport {
+    case .udp:
+        let probe = try UDPSocket(loop: loop, bindTo: probeAddress) { _ in }
+        defer { probe.close() }
+        return probe.localAddress
+    case .tcp, .tls:
+        let probe = try StreamListener(loop: loop, bindTo: probeAddress) { _ in }
+        defer { probe.close() }
+        return probe.localAddress
+    }
+}

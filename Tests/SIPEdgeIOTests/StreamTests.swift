@@ -262,13 +262,7 @@ struct StreamTests {
     @Test("connection refused arrives through onClose")
     func refused() async throws {
         let running = try RunningLoop()
-        // A port that was just free: bind it, note it, release it.
-        let port = try await running.run { () -> UInt16 in
-            let probe = try StreamListener(loop: running.loop, bindTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0)) { _ in }
-            defer { probe.close() }
-            return probe.localAddress.port
-        }
-        let target = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let target = try await running.run { try unusedDestination(loop: running.loop, transport: .tcp) }
         let closes = Recorder<SIPIOError?>()
         let openAfterConnect = try await running.run { () -> Bool in
             let connection = StreamConnection.connect(loop: running.loop, to: target)

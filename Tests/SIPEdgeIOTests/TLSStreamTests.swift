@@ -472,16 +472,10 @@ struct TLSStreamTests {
     @Test("a refused TLS connect reports the system error, as TCP does")
     func refused() async throws {
         let running = try RunningLoop()
-        let port = try await running.run { () -> UInt16 in
-            let probe = try StreamListener(
-                loop: running.loop, bindTo: try SocketAddress(ipAddress: "127.0.0.1", port: 0)
-            ) { _ in }
-            defer { probe.close() }
-            return probe.localAddress.port
-        }
+        let target = try await running.run { try unusedDestination(loop: running.loop, transport: .tcp) }
         let atClient = Recorder<TLSEvent>()
         _ = try await connectTLSClient(
-            on: running, to: try SocketAddress(ipAddress: "127.0.0.1", port: port), context: try clientContext(),
+            on: running, to: target, context: try clientContext(),
             serverName: "127.0.0.1", sending: [Array("lost".utf8)], events: atClient)
         #expect(await eventually { atClient.count == 1 })
         #expect(atClient.values.first?.closeError?.code == .system)

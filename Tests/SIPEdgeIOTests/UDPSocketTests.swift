@@ -229,9 +229,7 @@ struct UDPSocketTests {
         let any = try SocketAddress(ipAddress: "127.0.0.1", port: 0)
         let atPeer = Recorder<String>()
         let sockets = try await running.run {
-            let closed = try UDPSocket(loop: loop, bindTo: any) { _ in }
-            let closedAddress = closed.localAddress
-            closed.close()
+            let closedAddress = try unusedDestination(loop: loop, transport: .udp)
             let peer = try UDPSocket(loop: loop, bindTo: any) { atPeer.append(String(decoding: copyBytes($0), as: UTF8.self)) }
             let tested = try UDPSocket(loop: loop, bindTo: any) { _ in }
             let peerAddress = peer.localAddress
@@ -260,9 +258,7 @@ struct UDPSocketTests {
         let atTested = Recorder<String>()
         let atPeer = Recorder<String>()
         let sockets = try await running.run {
-            let closed = try UDPSocket(loop: loop, bindTo: any) { _ in }
-            let closedAddress = closed.localAddress
-            closed.close()
+            let closedAddress = try unusedDestination(loop: loop, transport: .udp)
             let tested = try UDPSocket(loop: loop, bindTo: any) { atTested.append(String(decoding: copyBytes($0), as: UTF8.self)) }
             tested.onUnreachable = { address, error in unreachable.append("\(address.port) \(error)") }
             let peer = try UDPSocket(loop: loop, bindTo: any) { atPeer.append(String(decoding: copyBytes($0), as: UTF8.self)) }

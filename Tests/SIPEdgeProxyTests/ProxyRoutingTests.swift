@@ -114,9 +114,10 @@ struct ProxyRoutingTests {
     }
 
     @Test func unreachableTCPNextHopGives500() throws {
-        let closedPort = UDPPeer().port  // nothing listens on TCP there
+        // Nothing listens on 127.0.0.77, an address no test binds (on 127.0.0.1 a test running in
+        // parallel could listen on any port by chance).
         let fixture = try ProxyFixture {
-            $0.upstream = try? UpstreamTarget(parsing: "sip:127.0.0.1:\(closedPort);transport=tcp")
+            $0.upstream = try? UpstreamTarget(parsing: "sip:127.0.0.77:5060;transport=tcp")
         }
         fixture.caller.send(fixture.invite(callID: "tcp-refused-1"), toPort: fixture.proxyPort)
         let response = try #require(fixture.caller.receive(startingWith: "SIP/2.0 5", timeoutMilliseconds: 5000))
