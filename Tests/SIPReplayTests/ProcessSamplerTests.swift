@@ -81,9 +81,11 @@ import Testing
         try #require(found)
         let sampler = ProcessSampler(pid: getpid(), includeDescendants: true)
         #expect(sampler.descendants(of: getpid()).contains(pid))
+        // Peaks only grow, and sleep may still be loading its libraries: sample the
+        // parts before the whole, so the whole cannot have been taken earlier than a part.
+        let child = try #require(ProcessSampler(pid: pid).sample())
         let alone = try #require(ProcessSampler(pid: getpid()).sample())
         let family = try #require(sampler.sample())
-        let child = try #require(ProcessSampler(pid: pid).sample())
         #expect(family.processCount >= 2)
         #expect(family.peakRssKilobytes >= alone.peakRssKilobytes + child.peakRssKilobytes)
     }
