@@ -50,9 +50,10 @@ struct NGReply {
     }
 
     /// The values of two to four keys of a dictionary, found in one walk over it (a lookup per
-    /// key walks it once each); nil for a key it lacks, all nil when `dictionary` is not one.
+    /// key walks it once each); nil for a key it lacks or not asked for, all nil when
+    /// `dictionary` is not one.
     func entries(
-        _ first: StaticString, _ second: StaticString, _ third: StaticString = "", _ fourth: StaticString = "",
+        _ first: StaticString, _ second: StaticString, _ third: StaticString? = nil, _ fourth: StaticString? = nil,
         of dictionary: Value
     ) -> (Value?, Value?, Value?, Value?) {
         var found: (Value?, Value?, Value?, Value?)
@@ -62,9 +63,9 @@ struct NGReply {
                 found.0 = value
             } else if found.1 == nil, span.bytes(name, equal: second) {
                 found.1 = value
-            } else if found.2 == nil, span.bytes(name, equal: third) {
+            } else if found.2 == nil, let third, span.bytes(name, equal: third) {
                 found.2 = value
-            } else if found.3 == nil, span.bytes(name, equal: fourth) {
+            } else if found.3 == nil, let fourth, span.bytes(name, equal: fourth) {
                 found.3 = value
             }
             return true

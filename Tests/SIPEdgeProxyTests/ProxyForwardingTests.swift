@@ -236,7 +236,7 @@ struct ProxyForwardingTests {
         #expect(fixture.callee.receive(timeoutMilliseconds: 300) == nil)
     }
 
-    @Test func everyRetransmissionOfA2xxGoesUpstreamAndTheInvitesIsAbsorbed() throws {
+    @Test func everyRetransmissionOfA2xxGoesUpstreamAndARetransmittedInviteIsAbsorbed() throws {
         // Under loss the callee's own 200 retransmissions are the caller's only way to get a lost
         // 200: each goes up unchanged (§16.7), while a retransmitted INVITE in Accepted is absorbed
         // (RFC 6026 §7.1): neither answered nor forwarded.
