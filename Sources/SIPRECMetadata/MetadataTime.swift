@@ -25,25 +25,22 @@ public struct MetadataTime: Hashable, Comparable, Sendable, CustomStringConverti
     func withXSDateTime<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
         // Floor division: an instant before 1970 still has a non-negative millisecond part.
         let (seconds, milliseconds) = millisecondsSinceEpoch.floorDividedBy(1000)
-        var time = time_t(seconds)
-        var broken = tm()
-        guard gmtime_r(&time, &broken) != nil else {
-            preconditionFailure("\(millisecondsSinceEpoch) ms is outside the years gmtime_r can express")
-        }
+        let (days, secondOfDay) = seconds.floorDividedBy(86_400)
+        let date = CivilDate(daysSince1970: days)
         // At most 11 characters of year (a sign and 10 digits), then 20 more.
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 40) { buffer in
             var text = DecimalText(buffer)
-            text.append(Int(broken.tm_year) + 1900, width: 4)
+            text.append(Int(date.year), width: 4)
             text.append("-")
-            text.append(Int(broken.tm_mon) + 1, width: 2)
+            text.append(Int(date.month), width: 2)
             text.append("-")
-            text.append(Int(broken.tm_mday), width: 2)
+            text.append(Int(date.day), width: 2)
             text.append("T")
-            text.append(Int(broken.tm_hour), width: 2)
+            text.append(Int(secondOfDay / 3600), width: 2)
             text.append(":")
-            text.append(Int(broken.tm_min), width: 2)
+            text.append(Int(secondOfDay / 60 % 60), width: 2)
             text.append(":")
-            text.append(Int(broken.tm_sec), width: 2)
+            text.append(Int(secondOfDay % 60), width: 2)
             text.append(".")
             text.append(Int(milliseconds), width: 3)
             text.append("Z")
@@ -62,6 +59,28 @@ extension Int64 {
     fileprivate func floorDividedBy(_ divisor: Int64) -> (quotient: Int64, remainder: Int64) {
         let remainder = self % divisor
         return remainder < 0 ? (self / divisor - 1, remainder + divisor) : (self / divisor, remainder)
+    }
+}
+
+/// A day of the proleptic Gregorian calendar (year 0 is 1 BC, as gmtime_r counts), computed
+/// without gmtime_r, which takes glibc's time zone lock on every call and handles far more than a
+/// UTC date needs. Howard Hinnant's `civil_from_days`: days are counted in 400-year eras of 146 097
+/// days from 0000-03-01, so that February, with its leap day, ends each year.
+struct CivilDate: Equatable {
+    var year: Int64
+    var month: Int64
+    var day: Int64
+
+    init(daysSince1970: Int64) {
+        let shifted = daysSince1970 + 719_468  // days from 0000-03-01 to 1970-01-01
+        let era = (shifted >= 0 ? shifted : shifted - 146_096) / 146_097
+        let dayOfEra = shifted - era * 146_097  // 0...146 096
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365  // 0...399
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)  // 0...365, from March 1
+        let shiftedMonth = (5 * dayOfYear + 2) / 153  // 0 is March, 11 is February
+        day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
     }
 }
 

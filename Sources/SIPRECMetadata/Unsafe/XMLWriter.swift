@@ -164,11 +164,11 @@ struct XMLWriter: ~Copyable {
         if isFormatted { raw("\n") }
     }
 
-    private mutating func raw(_ text: StaticString) {
+    @inline(__always) private mutating func raw(_ text: StaticString) {
         text.withUTF8Buffer { raw(UnsafeRawBufferPointer($0)) }
     }
 
-    private mutating func raw(_ bytes: UnsafeRawBufferPointer) {
+    @inline(__always) private mutating func raw(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         if pendingCount + bytes.count > pending.count {
             flush()
@@ -250,25 +250,33 @@ private struct CharacterScan {
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard let base = UnsafeRawPointer(bytes.baseAddress) else { return }
-        // Everything of interest is below "?" or starts U+FFFE and U+FFFF (EF BF BE, EF BF BF).
-        // Eight bytes at a time: a word with no byte below "?" and none above 0x7F (most of an
-        // id, a URI or a name) is skipped whole.
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highBits: UInt64 = 0x8080_8080_8080_8080
+        // Eight bytes at a time: a word that holds none of the bytes `look` reacts to (most of an
+        // id, a URI, a name or a time, digits and punctuation included) is skipped whole.
         var start = 0
         while start < bytes.count {
             let end = min(start + 8, bytes.count)
-            if end - start == 8 {
-                let word = base.loadUnaligned(fromByteOffset: start, as: UInt64.self)
-                let hasByteBelowQuestionMark = (word &- ones &* UInt64(UInt8(ascii: "?"))) & ~word & highBits
-                if hasByteBelowQuestionMark | (word & highBits) == 0 {
-                    start = end
-                    continue
-                }
+            if end - start == 8, !Self.mayHoldSpecial(base.loadUnaligned(fromByteOffset: start, as: UInt64.self)) {
+                start = end
+                continue
             }
             for index in start..<end { look(at: index, in: bytes) }
             start = end
         }
+    }
+
+    /// Whether a byte of `word` is below 0x20, one of `"`, `&`, `<`, `>`, or above 0x7F. The
+    /// classic SWAR tests, exact about whether such a byte exists (not about which one it is).
+    private static func mayHoldSpecial(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        @inline(__always) func hasByte(below limit: UInt8) -> UInt64 { (word &- ones &* UInt64(limit)) & ~word & highBits }
+        @inline(__always) func hasByte(_ value: UInt8) -> UInt64 {
+            let matched = word ^ (ones &* UInt64(value))
+            return (matched &- ones) & ~matched & highBits
+        }
+        let special = hasByte(below: 0x20) | hasByte(UInt8(ascii: "\"")) | hasByte(UInt8(ascii: "&"))
+            | hasByte(UInt8(ascii: "<")) | hasByte(UInt8(ascii: ">"))
+        return special | (word & highBits) != 0
     }
 
     private mutating func look(at index: Int, in bytes: UnsafeBufferPointer<UInt8>) {
