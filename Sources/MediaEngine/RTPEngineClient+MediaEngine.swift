@@ -273,7 +273,7 @@ func mediaSections(of sdp: String) -> [(mediaType: String, label: String?)] {
             if line.count >= 2, line[0] == UInt8(ascii: "m"), line[1] == UInt8(ascii: "=") {
                 let type = line[2...].prefix { $0 != UInt8(ascii: " ") }
                 sections.append((String(decoding: type, as: UTF8.self), nil))
-            } else if line.starts(with: labelPrefix), !sections.isEmpty, sections[sections.count - 1].label == nil {
+            } else if line.count >= 3, line[2] == UInt8(ascii: "l"), line.starts(with: labelPrefix), !sections.isEmpty, sections[sections.count - 1].label == nil {
                 sections[sections.count - 1].label = String(decoding: line[labelPrefix.count...], as: UTF8.self)
             }
             start = end + 1

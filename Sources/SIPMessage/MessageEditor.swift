@@ -1,3 +1,5 @@
+internal import Glibc
+
 /// Builds an outgoing message as edits of a received one (Kamailio's "lumps"): the original bytes
 /// are copied once, around the inserted, replaced and removed ranges, never re-serialised.
 ///
@@ -114,6 +116,18 @@ public struct MessageEditor {
     private static func precedes(_ first: Edit, _ second: Edit) -> Bool {
         first.range.offset != second.range.offset
             ? first.range.offset < second.range.offset : first.sequence < second.sequence
+    }
+}
+
+extension String {
+    /// Whether the text's UTF-8 holds `byte`, found by memchr in its contiguous storage (a
+    /// generic `utf8.contains` looks at one byte per iteration).
+    public func containsUTF8Byte(_ byte: UInt8) -> Bool {
+        var text = self
+        return text.withUTF8 { bytes in
+            guard let base = bytes.baseAddress, !bytes.isEmpty else { return false }
+            return memchr(base, Int32(byte), bytes.count) != nil
+        }
     }
 }
 

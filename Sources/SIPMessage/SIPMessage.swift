@@ -148,7 +148,10 @@ public struct SIPMessage: @unchecked Sendable {
     public func text(_ range: ByteRange) -> String {
         storage.withBytes { raw in
             let slice = UnsafeRawBufferPointer(rebasing: raw[range.offset..<range.end])
-            if !slice.contains(UInt8(ascii: "\n")) { return String(decoding: slice, as: UTF8.self) }
+            // memchr: a generic `contains` looks at one byte per iteration.
+            if slice.isEmpty || memchr(slice.baseAddress!, Int32(UInt8(ascii: "\n")), slice.count) == nil {
+                return String(decoding: slice, as: UTF8.self)
+            }
             var unfolded: [UInt8] = []
             unfolded.reserveCapacity(slice.count)
             var index = 0

@@ -374,7 +374,7 @@ extension Worker {
 
     /// A URI as a name-addr: in angle brackets unless it already is one (a display name or `<`).
     static func appendNameAddr(_ uri: String, to output: inout [UInt8]) {
-        let isNameAddr = uri.utf8.contains(UInt8(ascii: "<"))
+        let isNameAddr = uri.containsUTF8Byte(UInt8(ascii: "<"))
         if !isNameAddr { output.append(UInt8(ascii: "<")) }
         output.append(text: uri)
         if !isNameAddr { output.append(UInt8(ascii: ">")) }
@@ -714,7 +714,7 @@ extension LocalInterface {
     }
 
     func appendHostPort(to output: inout [UInt8]) {
-        let isIPv6 = ipText.utf8.contains(UInt8(ascii: ":"))
+        let isIPv6 = ipText.containsUTF8Byte(UInt8(ascii: ":"))
         if isIPv6 { output.append(UInt8(ascii: "[")) }
         output.append(text: ipText)
         if isIPv6 { output.append(UInt8(ascii: "]")) }
