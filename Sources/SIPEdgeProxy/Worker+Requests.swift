@@ -134,7 +134,7 @@ extension Worker {
     /// unchanged. A spiral (changed Request-URI) has a different hash and goes on.
     private func isLooping(_ request: SIPMessage, _ headers: RoutingHeaders) -> Bool {
         var ourHashes: [UInt64] = []
-        request.forEachVia { via in
+        request.forEachVia(top: headers.topVia) { via in
             if let branch = via.branchRange, let hash = BranchFormat.loopHash(in: branch, of: request),
                 context.interfaces.isLocal(host: via.hostRange, port: via.port, transport: nil, in: request)
             {

@@ -76,9 +76,11 @@ extension SIPMessage {
         return result
     }
 
-    /// Every Via element in order; return false to stop.
-    public func forEachVia(_ body: (Via) -> Bool) {
+    /// Every Via element in order; return false to stop. `top`, the message's top Via parsed
+    /// already (``RoutingHeaders/topVia``), is handed on rather than parsed again.
+    public func forEachVia(top: Via? = nil, _ body: (Via) -> Bool) {
         forEachValue(.via) { element in
+            if let top, top.range == element { return body(top) }
             guard let via = withAllBytes({ parseVia($0, element) }) else { return true }
             return body(via)
         }

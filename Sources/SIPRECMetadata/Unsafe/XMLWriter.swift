@@ -25,6 +25,10 @@ struct XMLWriter: ~Copyable {
     private var level = 0
     /// The level of the open element whose content is written without formatting, if any.
     private var unformattedLevel: Int?
+    /// The time written last and its text (up to 32 bytes: a year of 4 digits takes 24).
+    private var lastTime: MetadataTime?
+    private var lastTimeText: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private var lastTimeCount = 0
 
     /// Runs `body` with a new writer whose pending bytes live on this stack frame (1 KiB: a larger
     /// temporary allocation would come from the heap).
@@ -107,7 +111,22 @@ struct XMLWriter: ~Copyable {
     /// `<name>time</name>` with the time as an xs:dateTime.
     mutating func textElement(_ name: StaticString, _ time: MetadataTime) {
         startTextElement(name)
-        time.withXSDateTime { raw($0) }  // digits and -:.TZ, nothing to escape
+        // Digits and -:.TZ, nothing to escape. Most times of a document are one instant (the
+        // call's start, or its end): the text of the last one is kept rather than made again.
+        if time == lastTime {
+            withUnsafeBytes(of: lastTimeText) { raw(UnsafeRawBufferPointer(rebasing: $0[..<lastTimeCount])) }
+        } else {
+            time.withXSDateTime { text in
+                raw(text)
+                guard text.count <= MemoryLayout.size(ofValue: lastTimeText) else {
+                    lastTime = nil
+                    return
+                }
+                withUnsafeMutableBytes(of: &lastTimeText) { $0.copyMemory(from: text) }
+                lastTimeCount = text.count
+                lastTime = time
+            }
+        }
         endTextElement(name)
     }
 
