@@ -87,16 +87,17 @@ final class RecordingDriver {
     /// The complete snapshot (RFC 7865 §5, `datamode complete`), with disassociate times once the
     /// call has ended.
     func metadata(ids: inout MetadataIDSource) throws(MetadataError) -> [UInt8] {
-        let parties = [call.caller, call.callee]
-        let overrides = [instance.callerXML, instance.calleeXML]
-        var participants: [RecordingMetadata.Participant] = []
-        for index in 0..<2 {
-            participants.append(
-                RecordingMetadata.Participant(
-                    id: participantIDs[index], aor: parties[index].aor, name: parties[index].name,
-                    overrideXML: overrides[index], associateTime: startTime, disassociateTime: endTime))
+        func participant(_ index: Int, _ party: RecordedCall.Party, overrideXML: String?) -> RecordingMetadata.Participant {
+            RecordingMetadata.Participant(
+                id: participantIDs[index], aor: party.aor, name: party.name, overrideXML: overrideXML,
+                associateTime: startTime, disassociateTime: endTime)
         }
+        let participants = [
+            participant(0, call.caller, overrideXML: instance.callerXML),
+            participant(1, call.callee, overrideXML: instance.calleeXML),
+        ]
         var metadataStreams: [RecordingMetadata.Stream] = []
+        metadataStreams.reserveCapacity(streams.count)
         for stream in streams {
             let id = streamIDs[stream.label] ?? ids.next()
             streamIDs[stream.label] = id
