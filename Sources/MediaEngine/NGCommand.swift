@@ -59,23 +59,9 @@ struct NGCommand {
     private func position(of key: String) -> (index: Int, found: Bool) {
         for (index, entry) in entries.enumerated() {
             if entry.key == key { return (index, true) }
-            if Self.precedes(key, entry.key) { return (index, false) }
+            if Bencode.keyPrecedes(key, entry.key) { return (index, false) }
         }
         return (entries.count, false)
-    }
-
-    /// Bencode's key order: by the keys' UTF-8 bytes, compared through their contiguous storage
-    /// (a generic `lexicographicallyPrecedes` over two UTF-8 views costs several times as much).
-    private static func precedes(_ first: String, _ second: String) -> Bool {
-        var first = first, second = second
-        return first.withUTF8 { left in
-            second.withUTF8 { right in
-                for index in 0..<min(left.count, right.count) where left[index] != right[index] {
-                    return left[index] < right[index]
-                }
-                return left.count < right.count
-            }
-        }
     }
 
     /// `cookie`, a space and the bencoded dictionary, written in place into one allocation of
@@ -84,9 +70,7 @@ struct NGCommand {
     func datagram(cookie: String) -> [UInt8] {
         var cookie = cookie
         return cookie.withUTF8 { cookieBytes in
-            let total = cookieBytes.count + 1 + encodedCount
-            return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
-                var output = DatagramWriter(buffer: buffer)
+            BencodeWriter.bytes(count: cookieBytes.count + 1 + encodedCount) { output in
                 output.write(cookieBytes)
                 output.write(UInt8(ascii: " "))
                 output.write(UInt8(ascii: "d"))
@@ -99,13 +83,10 @@ struct NGCommand {
                         output.write(UInt8(ascii: "l"))
                         for text in texts { output.writeString(text) }
                         output.write(UInt8(ascii: "e"))
-                    case .bencode(let bencode):  // the public `request` only
-                        bencode.encode().withUnsafeBufferPointer { output.write($0) }
+                    case .bencode(let bencode): bencode.write(to: &output)
                     }
                 }
                 output.write(UInt8(ascii: "e"))
-                precondition(output.count == total, "NG datagram of \(output.count) bytes, measured \(total)")
-                initialized = output.count
             }
         }
     }
@@ -122,64 +103,5 @@ struct NGCommand {
             }
         }
         return count
-    }
-}
-
-/// Bencode written into a buffer measured beforehand; a write past its end stops the process
-/// rather than corrupt memory.
-private struct DatagramWriter {
-    let buffer: UnsafeMutableBufferPointer<UInt8>
-    private(set) var count = 0
-
-    init(buffer: UnsafeMutableBufferPointer<UInt8>) {
-        self.buffer = buffer
-    }
-
-    mutating func write(_ byte: UInt8) {
-        precondition(count < buffer.count, "NG datagram larger than measured")
-        buffer[count] = byte
-        count += 1
-    }
-
-    mutating func write(_ bytes: UnsafeBufferPointer<UInt8>) {
-        guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
-        precondition(bytes.count <= buffer.count - count, "NG datagram larger than measured")
-        (buffer.baseAddress! + count).update(from: source, count: bytes.count)
-        count += bytes.count
-    }
-
-    /// `length:bytes`.
-    mutating func writeString(_ text: String) {
-        var text = text
-        text.withUTF8 { bytes in
-            writeDecimal(UInt(bytes.count))
-            write(UInt8(ascii: ":"))
-            write(bytes)
-        }
-    }
-
-    /// `i<decimal>e`.
-    mutating func writeInteger(_ value: Int) {
-        write(UInt8(ascii: "i"))
-        if value < 0 { write(UInt8(ascii: "-")) }
-        writeDecimal(value.magnitude)
-        write(UInt8(ascii: "e"))
-    }
-
-    /// The digits of `value`, most significant first.
-    private mutating func writeDecimal(_ value: UInt) {
-        var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
-        precondition(digits <= buffer.count - count, "NG datagram larger than measured")
-        var remaining = value
-        for position in (count..<(count + digits)).reversed() {
-            buffer[position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: remaining % 10)
-            remaining /= 10
-        }
-        count += digits
     }
 }

@@ -6,12 +6,14 @@ public enum NGDatagram {
 
     /// `cookie`, one space, and `message` encoded.
     public static func encode(cookie: String, message: Bencode) -> [UInt8] {
-        var output: [UInt8] = []
-        output.reserveCapacity(cookie.utf8.count + 1 + message.encodedCount)
-        output.append(contentsOf: cookie.utf8)
-        output.append(UInt8(ascii: " "))
-        message.encode(into: &output)
-        return output
+        var cookie = cookie
+        return cookie.withUTF8 { cookieBytes in
+            BencodeWriter.bytes(count: cookieBytes.count + 1 + message.encodedCount) { output in
+                output.write(cookieBytes)
+                output.write(UInt8(ascii: " "))
+                message.write(to: &output)
+            }
+        }
     }
 
     /// The cookie of a received datagram and the offset where its bencoded body starts.

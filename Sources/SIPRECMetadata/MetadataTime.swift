@@ -66,7 +66,7 @@ extension Int64 {
 /// without gmtime_r, which takes glibc's time zone lock on every call and handles far more than a
 /// UTC date needs. Howard Hinnant's `civil_from_days`: days are counted in 400-year eras of 146 097
 /// days from 0000-03-01, so that February, with its leap day, ends each year.
-struct CivilDate: Equatable {
+struct CivilDate {
     var year: Int64
     var month: Int64
     var day: Int64
@@ -101,23 +101,6 @@ private struct DecimalText {
     /// `value` in decimal, `-` first when negative, with zeros in front up to `width` characters
     /// in all (so -5 at width 4 is `00-5`, as padding `String(-5)` gives).
     mutating func append(_ value: Int, width: Int) {
-        // The usual case, every field of a date in years 0 to 9999: exactly `width` digits.
-        let limit: Int
-        switch width {
-        case 2: limit = 100
-        case 3: limit = 1000
-        case 4: limit = 10_000
-        default: limit = 0
-        }
-        if value >= 0, value < limit {
-            var rest = value
-            for position in (0..<width).reversed() {
-                buffer[count + position] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: rest % 10)
-                rest /= 10
-            }
-            count += width
-            return
-        }
         var digits = 1
         var rest = value.magnitude / 10
         while rest > 0 {
