@@ -104,9 +104,11 @@ integration-test:
 bench: deps-bench bench-scan bench-metadata bench-replay bench-load
 
 # Replayed capture through Kamailio and siprec-edge (1 and 2 workers, plain and recording every
-# call): steady-state CPU per 1000 calls, highest zero-failure rate, memory per active call.
+# call), and through sip-floor-relay (this machine's floor): steady-state CPU per 1000 calls,
+# highest zero-failure rate, memory per active call.
 bench-replay: deps-bench release
 	$(SWIFT) build -c release --product sip-replay
+	$(SWIFT) build -c release --product sip-floor-relay
 	SHARED=$(SHARED) Perf/LoadBench/replay-bench.sh
 
 # Instructions per call under callgrind, plain and recorded: deterministic, for comparing builds.

@@ -168,6 +168,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        /// The machine's floor for replay-bench: a call's datagrams relayed on the same I/O core with
+        /// the least a record-routing proxy does (no transactions, no dialogs). Not a proxy.
+        .executableTarget(
+            name: "sip-floor-relay",
+            dependencies: ["CSIPIO"],
+            path: "Perf/FloorRelay",
+            cSettings: cSettings
+        ),
+
         /// What the benchmarks share: a counter of every heap allocation of the process, a clock.
         .target(name: "BenchSupport", path: "Perf/BenchSupport", swiftSettings: swiftSettings),
         .executableTarget(

@@ -4,7 +4,9 @@
 #
 #   Perf/LoadBench/replay-bench.sh
 #
-# For every proxy (Kamailio; siprec-edge with 1 and 2 workers, plain and recording every call):
+# For every proxy (Kamailio; siprec-edge with 1 and 2 workers, plain and recording every call;
+# and `floor`, sip-floor-relay: the same datagrams relayed on siprec-edge's I/O core with no SIP
+# processing, what this machine's kernel and scheduler cost a call before any proxy's own work):
 #   1. steady-state CPU: RATE calls/s for WARMUP_S + MEASURE_S seconds; the proxy's CPU (every
 #      thread of every process, from the scheduler) is read over the last MEASURE_S seconds only,
 #      once state that lingers after a call (RFC 6026's 32 s for siprec-edge, 5 s for Kamailio)
@@ -13,7 +15,7 @@
 #      moves by tens of per cent between runs. The summary gives the median and the range, and
 #      each round's ratio to that round's Kamailio;
 #   2. the highest rate without a failed call: sip-replay --ramp (fixed-rate steps, then one
-#      bisection step), once per proxy.
+#      bisection step), once per proxy (not the floor's: a relay's rate says nothing of a proxy's).
 # Then memory per active call: a fresh proxy, MEMORY_RATE calls/s held MEMORY_HOLD_MS each
 # (MEMORY_RATE x MEMORY_HOLD_MS/1000 = 10,000 calls up at once), proportional set size of heap
 # and shared memory (PSS, so Kamailio's shared memory counts once) just before the first call
@@ -29,6 +31,7 @@ ANCHOR="$SHARED/anchors/kamailio"
 CAPTURE=${CAPTURE:-$SHARED/corpus/pcaps/goffinet_uac-uas-scenario-sipp.pcapng}
 EDGE=${EDGE:-.build/release/siprec-edge}
 REPLAY=${REPLAY:-.build/release/sip-replay}
+FLOOR=${FLOOR:-.build/release/sip-floor-relay}
 RATE=${RATE:-1000}
 WARMUP_S=${WARMUP_S:-35}
 MEASURE_S=${MEASURE_S:-15}
@@ -40,9 +43,9 @@ RAMP_MAX=${RAMP_MAX:-12000}
 REC_HOLD_MS=${REC_HOLD_MS:-1000}
 MEMORY_RATE=${MEMORY_RATE:-400}
 MEMORY_HOLD_MS=${MEMORY_HOLD_MS:-25000}
-RUNS=${RUNS:-"kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec memory"}
+RUNS=${RUNS:-"floor kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec memory"}
 PROXY_PORT=5070 CALLEE_PORT=5080 SRS_PORT=5090 NG=127.0.0.1:22700
-for f in "$EDGE" "$REPLAY"; do [ -x "$f" ] || { echo "replay-bench: $f not built (make release)" >&2; exit 2; }; done
+for f in "$EDGE" "$REPLAY" "$FLOOR"; do [ -x "$f" ] || { echo "replay-bench: $f not built (make release)" >&2; exit 2; }; done
 [ -f "$CAPTURE" ] || { echo "replay-bench: capture $CAPTURE not found" >&2; exit 2; }
 [ -f "$ANCHOR/kamailio.cfg" ] || { echo "replay-bench: Kamailio anchor not found at $ANCHOR" >&2; exit 2; }
 OUT=$(mktemp -d /tmp/siprec-replay-bench.XXXXXX)
@@ -87,6 +90,9 @@ start_proxy() {  # NAME LOG
 		# The anchor's configuration with 1 GB of shared memory: with 256 MB it runs out near 1750 calls/s.
 		kamailio -f "$ANCHOR/kamailio.cfg" -m 1024 -M 64 -x tlsf -DD -E -Y "$OUT/kamailio-run" \
 			-A "LISTEN_SOCK=udp:127.0.0.1:$PROXY_PORT" -A "UAS_ADDR=\"sip:127.0.0.1:$CALLEE_PORT\"" >"$log" 2>&1 &
+		;;
+	floor)
+		"$FLOOR" --listen "127.0.0.1:$PROXY_PORT" --upstream "127.0.0.1:$CALLEE_PORT" >"$log" 2>&1 &
 		;;
 	edge-*)
 		local workers=${name#edge-}
@@ -217,13 +223,13 @@ printf 'limits: { heap_reserve_mb: 0 }\n' >"$OUT/no-heap-reserve.yaml"
 : >"$OUT/ramp.txt"
 : >"$OUT/memory.txt"
 PROXIES=()
-for name in kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec; do
+for name in floor kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec; do
 	case " $RUNS " in *" $name "*) PROXIES+=("$name") ;; esac
 done
 for ((round = 1; round <= ROUNDS; round++)); do
 	for name in "${PROXIES[@]}"; do run_steady "$name" "$round"; done
 done
-for name in "${PROXIES[@]}"; do run_ramp "$name"; done
+for name in "${PROXIES[@]}"; do [ "$name" = floor ] || run_ramp "$name"; done
 case " $RUNS " in *" memory "*)
 	for name in kamailio edge-1w edge-2w; do run_memory "$name"; done ;;
 esac
@@ -242,9 +248,19 @@ count = lambda text: int(text) if text.isdigit() else 0
 names = list(dict.fromkeys(r[1] for r in rows))
 cpu = {n: {int(r[0]): float(r[2]) for r in rows if r[1] == n} for n in names}
 kam = cpu.get("kamailio", {})
+floor = cpu.get("floor", {})
 kam_cps = float(ramp.get("kamailio") or 0)
-print("%-12s %9s %13s %7s %20s %10s %7s %8s %11s %7s %10s  %s" % (
-    "proxy", "CPU-s/1k", "range", "x Kam.", "x Kam. per round", "completed", "failed", "retrans",
+
+def above_floor(n):
+    """Round by round, the proxy's CPU above the floor over Kamailio's above the floor: the ratio
+    of what the two proxies' own work costs, without what any relay of these datagrams costs."""
+    ratios = [(cpu[n][r] - floor[r]) / (kam[r] - floor[r])
+              for r in sorted(cpu[n]) if r in floor and kam.get(r, 0) > floor[r]]
+    # Plain calls only: a recorded call's own datagrams (rtpengine, the SRS) have no floor here.
+    return "%.2f" % statistics.median(ratios) if ratios and n != "floor" and not n.endswith("-rec") else "-"
+
+print("%-12s %9s %13s %7s %20s %8s %10s %7s %8s %11s %7s %10s  %s" % (
+    "proxy", "CPU-s/1k", "range", "x Kam.", "x Kam. per round", "> floor", "completed", "failed", "retrans",
     "0-fail cps", "x Kam.", "rtpengine", "SRS answered/BYE'd/problems per round"))
 for n in names:
     values = sorted(cpu[n].values())
@@ -253,10 +269,10 @@ for n in names:
     mine = [r for r in rows if r[1] == n]
     engine = [float(r[6]) for r in mine if r[6] != "-"]
     cps = float(ramp.get(n) or 0)
-    print("%-12s %9.3f %13s %7s %20s %10d %7d %8d %11s %7s %10s  %s" % (
+    print("%-12s %9.3f %13s %7s %20s %8s %10d %7d %8d %11s %7s %10s  %s" % (
         n, median, "%.3f-%.3f" % (values[0], values[-1]),
         "%.2f" % (median / statistics.median(kam.values())) if kam else "-",
-        " ".join("%.2f" % x for x in ratios) or "-",
+        " ".join("%.2f" % x for x in ratios) or "-", above_floor(n),
         sum(count(r[3]) for r in mine), sum(count(r[4]) for r in mine),
         sum(count(r[5]) for r in mine), ramp.get(n, "-"),
         "%.2f" % (cps / kam_cps) if cps and kam_cps else "-",
