@@ -15,8 +15,6 @@
 #include <CSIPIO.h>
 
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,10 +36,10 @@ typedef struct relay {
     uint8_t output[OUTPUT_CAPACITY];
 } relay;
 
-/* The end of the line starting at `line` (after its CRLF), or `end`. */
+/* The start of the line after `line` (past its line feed), or `end`. */
 static const uint8_t *next_line(const uint8_t *line, const uint8_t *end) {
-    const uint8_t *cr = memchr(line, '\n', (size_t)(end - line));
-    return cr == NULL ? end : cr + 1;
+    const uint8_t *newline = memchr(line, '\n', (size_t)(end - line));
+    return newline == NULL ? end : newline + 1;
 }
 
 /* Whether the header line at `line` has one of the comma-separated `names` (case-insensitive,
@@ -96,8 +94,7 @@ static void send_trying(relay *r, const uint8_t *start, const uint8_t *end, cons
 
 /* A request from the caller: our Via (and Record-Route for an INVITE) after the request line, the
  * first Route (ours) left out, upstream. */
-static void relay_request(relay *r, const uint8_t *start, const uint8_t *end) {
-    int is_invite = end - start > 7 && memcmp(start, "INVITE ", 7) == 0;
+static void relay_request(relay *r, const uint8_t *start, const uint8_t *end, int is_invite) {
     const uint8_t *request_line_end = next_line(start, end);
     uint8_t *out = r->output;
     append(&out, start, (size_t)(request_line_end - start));
@@ -161,8 +158,9 @@ static void on_batch(void *ctx, const csip_io_datagram *batch, size_t count) {
         } else if (!is_response) { /* responses come from the upstream only */
             memcpy(&r->caller, batch[i].source, sizeof(r->caller));
             r->has_caller = 1;
-            relay_request(r, start, end);
-            if (end - start > 7 && memcmp(start, "INVITE ", 7) == 0)
+            int is_invite = memcmp(start, "INVITE ", 7) == 0;
+            relay_request(r, start, end, is_invite);
+            if (is_invite)
                 send_trying(r, start, end, &r->caller);
         }
     }
@@ -215,8 +213,11 @@ int main(int argc, char **argv) {
         return usage("--listen is not IPv4:PORT");
     if (parse_address(upstream_text, &r.upstream) != 0)
         return usage("--upstream is not IPv4:PORT");
-    snprintf(r.via, sizeof(r.via), "Via: SIP/2.0/UDP %s;branch=z9hG4bK-floor-", listen_text);
-    snprintf(r.record_route, sizeof(r.record_route), "Record-Route: <sip:%s;lr>\r\n", listen_text);
+    char host[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &r.listen.sin_addr, host, sizeof(host));
+    unsigned port = ntohs(r.listen.sin_port);
+    snprintf(r.via, sizeof(r.via), "Via: SIP/2.0/UDP %s:%u;branch=z9hG4bK-floor-", host, port);
+    snprintf(r.record_route, sizeof(r.record_route), "Record-Route: <sip:%s:%u;lr>\r\n", host, port);
 
     csip_io_loop *loop;
     int status = csip_io_loop_new(0, &loop);
