@@ -45,7 +45,7 @@ MEMORY_RATE=${MEMORY_RATE:-400}
 MEMORY_HOLD_MS=${MEMORY_HOLD_MS:-25000}
 RUNS=${RUNS:-"floor kamailio edge-1w edge-2w edge-1w-rec edge-2w-rec memory"}
 PROXY_PORT=5070 CALLEE_PORT=5080 SRS_PORT=5090 NG=127.0.0.1:22700
-for f in "$EDGE" "$REPLAY" "$FLOOR"; do [ -x "$f" ] || { echo "replay-bench: $f not built (make release)" >&2; exit 2; }; done
+for f in "$EDGE" "$REPLAY" "$FLOOR"; do [ -x "$f" ] || { echo "replay-bench: $f not built (make bench-replay builds it)" >&2; exit 2; }; done
 [ -f "$CAPTURE" ] || { echo "replay-bench: capture $CAPTURE not found" >&2; exit 2; }
 [ -f "$ANCHOR/kamailio.cfg" ] || { echo "replay-bench: Kamailio anchor not found at $ANCHOR" >&2; exit 2; }
 OUT=$(mktemp -d /tmp/siprec-replay-bench.XXXXXX)
