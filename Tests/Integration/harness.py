@@ -291,10 +291,18 @@ def upstream_uri(port: int, transport: str, explicit_transport: bool) -> str:
     return f"{uri};transport={transport}" if explicit_transport else uri
 
 
-def siprec_edge_binary() -> Path:
-    configured = os.environ.get("SIPREC_EDGE_BIN", ".build/debug/siprec-edge")
-    path = Path(configured)
+def built_binary(product: str, env_var: str) -> Path:
+    """A product of this package: the path in env_var, else the debug build's (`swift build`)."""
+    path = Path(os.environ.get(env_var, f".build/debug/{product}"))
     return path if path.is_absolute() else REPO_ROOT / path
+
+
+def siprec_edge_binary() -> Path:
+    return built_binary("siprec-edge", "SIPREC_EDGE_BIN")
+
+
+def sip_replay_binary() -> Path:
+    return built_binary("sip-replay", "SIP_REPLAY_BIN")
 
 
 def siprec_edge_argv(endpoints: ProxyEndpoints, upstream: str, extra: list[str] = ()) -> list[str]:

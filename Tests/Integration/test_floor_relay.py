@@ -3,7 +3,6 @@ record-routing proxy does. Its edits are checked byte for byte, then replayed ca
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from pathlib import Path
@@ -32,9 +31,7 @@ INVITE = (
 
 
 def floor_binary() -> Path:
-    configured = os.environ.get("SIP_FLOOR_RELAY_BIN", ".build/debug/sip-floor-relay")
-    path = Path(configured)
-    path = path if path.is_absolute() else harness.REPO_ROOT / path
+    path = harness.built_binary("sip-floor-relay", "SIP_FLOOR_RELAY_BIN")
     if not path.exists():
         pytest.skip(f"{path} not built (swift build)")
     return path

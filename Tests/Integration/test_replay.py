@@ -5,7 +5,6 @@ calls (a synthetic capture written here), REGISTER, held calls; and its command 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -20,15 +19,9 @@ CORPUS = harness.REPO_ROOT.parent / "shared" / "corpus" / "pcaps"
 RUN_BOUND_S = 60.0
 
 
-def replay_binary() -> Path:
-    configured = os.environ.get("SIP_REPLAY_BIN", ".build/debug/sip-replay")
-    path = Path(configured)
-    return path if path.is_absolute() else harness.REPO_ROOT / path
-
-
 def run_replay(capture: str | Path, target_port: int, callee_port: int, rate: float,
                calls: int | None, extra: list[str] = (), transport: str = "udp") -> tuple[int, dict, str]:
-    binary = replay_binary()
+    binary = harness.sip_replay_binary()
     if not binary.exists():
         pytest.skip(f"{binary} not built (swift build)")
     path = capture if isinstance(capture, Path) else CORPUS / capture
@@ -151,7 +144,7 @@ def test_replay_ramp_through_proxy(bench):
     # Steps of 2 s at 50, 100, 200 and 400 calls/s (the next, 800, passes --ramp-max): every step
     # passes, no bisection step, the highest zero-failure rate is the last.
     bench.skip_unless_proxy("the replay plays both ends; it needs a proxy between them")
-    binary = replay_binary()
+    binary = harness.sip_replay_binary()
     if not binary.exists():
         pytest.skip(f"{binary} not built (swift build)")
     path = CORPUS / "goffinet_uac-uas-scenario-sipp.pcapng"
@@ -322,7 +315,7 @@ def test_recorded_replay_with_a_slow_srs_gets_its_invites_cancelled(bench):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    binary = replay_binary()
+    binary = harness.sip_replay_binary()
     if not binary.exists():
         pytest.skip(f"{binary} not built (swift build)")
     return subprocess.run([str(binary), *args], capture_output=True, text=True,

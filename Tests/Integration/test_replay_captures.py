@@ -15,7 +15,6 @@ Every process runs on 127.0.0.1, is started and stopped by its PID, and every wa
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
@@ -37,14 +36,8 @@ CAPTURE_START_S = 10.0
 # --------------------------------------------------------------------------------------- helpers
 
 
-def replay_binary() -> Path:
-    configured = os.environ.get("SIP_REPLAY_BIN", ".build/debug/sip-replay")
-    path = Path(configured)
-    return path if path.is_absolute() else harness.REPO_ROOT / path
-
-
 def sip_replay(args: list[str], timeout: float = RUN_BOUND_S) -> subprocess.CompletedProcess:
-    binary = replay_binary()
+    binary = harness.sip_replay_binary()
     if not binary.exists():
         pytest.skip(f"{binary} not built (swift build)")
     return subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout)
